@@ -1,0 +1,106 @@
+"""Every media type ecr-oci writes or reads, in one enum with predicates.
+
+    >>> MediaType.CODE_TAR_GZIP.role
+    'code'
+    >>> MediaType.OCI_MANIFEST.is_manifest, MediaType.OCI_INDEX.is_index
+    (True, True)
+
+Our own types are specified in the repository's ``mediatypes/`` folder (one JSON Schema and one spec
+page each; ``tests/unit/test_mediatypes.py`` holds this enum against that folder). The folder ships
+inside the wheel as ``ecr_oci/_shipped/mediatypes``.
+"""
+
+from __future__ import annotations
+
+import enum
+from pathlib import Path
+
+
+class MediaType(enum.StrEnum):
+    # ecr-oci's own types (DESIGN.md §3)
+    BUNDLE = "application/vnd.waggle.ecr.bundle.v1"
+    BUNDLE_CONFIG = "application/vnd.waggle.ecr.bundle.config.v1+json"
+    CODE_TAR_GZIP = "application/vnd.waggle.ecr.code.v1.tar+gzip"
+    CODE_TAR_ZSTD = "application/vnd.waggle.ecr.code.v1.tar+zstd"
+    MODEL_TAR = "application/vnd.waggle.ecr.model.v1.tar"
+    MODEL_TAR_GZIP = "application/vnd.waggle.ecr.model.v1.tar+gzip"
+    MODEL_TAR_ZSTD = "application/vnd.waggle.ecr.model.v1.tar+zstd"
+    DATA_TAR_GZIP = "application/vnd.waggle.ecr.data.v1.tar+gzip"
+    PROFILE = "application/vnd.waggle.ecr.profile.v1+json"
+
+    # standard OCI / Docker types we read or write
+    OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+    OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+    OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
+    OCI_EMPTY = "application/vnd.oci.empty.v1+json"
+    OCI_LAYER_TAR = "application/vnd.oci.image.layer.v1.tar"
+    OCI_LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
+    OCI_LAYER_ZSTD = "application/vnd.oci.image.layer.v1.tar+zstd"
+    DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+    DOCKER_MANIFEST_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+    DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
+    DOCKER_LAYER_GZIP = "application/vnd.docker.image.rootfs.diff.tar.gzip"
+
+    @property
+    def is_ours(self) -> bool:
+        return self.value.startswith("application/vnd.waggle.ecr.")
+
+    @property
+    def is_index(self) -> bool:
+        return self in (MediaType.OCI_INDEX, MediaType.DOCKER_MANIFEST_LIST)
+
+    @property
+    def is_manifest(self) -> bool:
+        """True for single-image manifests and for indexes (anything served under /manifests/)."""
+        return self.is_index or self in (MediaType.OCI_MANIFEST, MediaType.DOCKER_MANIFEST)
+
+    @property
+    def role(self) -> str | None:
+        """The bundle role of one of our layer types: code, model, data, profile; else ``None``."""
+        if not self.is_ours:
+            return None
+        kind = self.value.removeprefix("application/vnd.waggle.ecr.").split(".", 1)[0]
+        return kind if kind in ROLES else None
+
+    @property
+    def compression(self) -> str | None:
+        """``gzip``/``zstd`` for compressed tar layers, ``None`` for plain tar or non-layers."""
+        for suffix in ("gzip", "zstd"):
+            if self.value.endswith(f"+{suffix}") or self.value.endswith(f".tar.{suffix}"):
+                return suffix
+        return None
+
+
+ROLES = ("code", "model", "data", "profile")
+
+#: Accept header for manifest GET/HEAD: without the OCI types distribution 2.8 answers 404
+#: (REFERENCE.md, "The registry").
+MANIFEST_ACCEPT = ", ".join(
+    [
+        MediaType.OCI_INDEX,
+        MediaType.OCI_MANIFEST,
+        MediaType.DOCKER_MANIFEST_LIST,
+        MediaType.DOCKER_MANIFEST,
+    ]
+)
+
+
+def layer_media_type(role: str, compression: str | None) -> MediaType:
+    """Our bundle-manifest media type for a layer of ``role`` stored with ``compression``."""
+    suffix = {None: "", "gzip": "+gzip", "zstd": "+zstd"}[compression]
+    return MediaType(f"application/vnd.waggle.ecr.{role}.v1.tar{suffix}")
+
+
+def image_layer_media_type(compression: str | None) -> MediaType:
+    """The standard OCI layer type that containerd, podman and Docker accept for this compression."""
+    return {
+        None: MediaType.OCI_LAYER_TAR,
+        "gzip": MediaType.OCI_LAYER_GZIP,
+        "zstd": MediaType.OCI_LAYER_ZSTD,
+    }[compression]
+
+
+def spec_folder() -> Path:
+    """The ``mediatypes/`` folder: shipped in the wheel, or the repository's in a source checkout."""
+    shipped = Path(__file__).parent / "_shipped" / "mediatypes"
+    return shipped if shipped.is_dir() else Path(__file__).parent.parent / "mediatypes"
