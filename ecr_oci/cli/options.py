@@ -1,0 +1,96 @@
+"""Options shared by every command that talks to a registry, and the one place the CLI reads the
+environment for them (STYLE §8: the library never does).
+
+Credentials are looked up like docker and podman do: ``--authfile``, then ``$REGISTRY_AUTH_FILE``,
+``$XDG_RUNTIME_DIR/containers/auth.json``, ``$DOCKER_CONFIG/config.json``, ``~/.docker/config.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from ecr_oci.oci.auth import Credentials, load_docker_config
+from ecr_oci.oci.registry import RegistryClient
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def auth_file_candidates() -> list[Path]:
+    found = []
+    if os.environ.get("REGISTRY_AUTH_FILE"):
+        found.append(Path(os.environ["REGISTRY_AUTH_FILE"]))
+    if os.environ.get("XDG_RUNTIME_DIR"):
+        found.append(Path(os.environ["XDG_RUNTIME_DIR"]) / "containers" / "auth.json")
+    docker_dir = os.environ.get("DOCKER_CONFIG")
+    found.append(Path(docker_dir) / "config.json" if docker_dir else Path.home() / ".docker" /
+                 "config.json")
+    return found
+
+
+@dataclass(frozen=True)
+class RegistryOptions:
+    insecure: bool
+    authfile: Path | None
+
+    def credentials(self) -> dict[str, Credentials]:
+        merged: dict[str, Credentials] = {}
+        files = [self.authfile] if self.authfile else list(reversed(auth_file_candidates()))
+        for path in files:
+            merged.update(load_docker_config(path))
+        return merged
+
+    def connector(self) -> Callable[[str], RegistryClient]:
+        """``connect(host)`` for the library: one client per host, credentials from the files."""
+        credentials = self.credentials()
+        clients: dict[str, RegistryClient] = {}
+
+        def connect(host: str) -> RegistryClient:
+            if host not in clients:
+                clients[host] = RegistryClient(
+                    host, insecure=self.insecure, credentials=credentials.get(host)
+                )
+            return clients[host]
+
+        return connect
+
+
+def registry_options(command: F) -> F:
+    """Adds ``--insecure`` and ``--authfile`` and passes ``registry_options: RegistryOptions``."""
+    command = click.option(
+        "--authfile", type=click.Path(dir_okay=False, path_type=Path),
+        help="Credentials file (docker config.json format). Default: podman's, then docker's.",
+    )(command)
+    command = click.option(
+        "--insecure", is_flag=True,
+        help="Talk plain HTTP to the registry (local test registries such as 127.0.0.1:5000).",
+    )(command)
+    return command
+
+
+def build_registry_options(insecure: bool, authfile: Path | None) -> RegistryOptions:
+    return RegistryOptions(insecure=insecure, authfile=authfile)
+
+
+def source_date_epoch() -> int:
+    """``SOURCE_DATE_EPOCH`` (reproducible-builds.org) or 0: the mtime and created time of images."""
+    value = os.environ.get("SOURCE_DATE_EPOCH", "0")
+    try:
+        return int(value)
+    except ValueError:
+        raise click.BadParameter(f"SOURCE_DATE_EPOCH={value!r} is not an integer") from None
+
+
+def default_cache_path() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "ecr-oci" / "layers.db"
+
+
+def echo_json(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2, sort_keys=False))
