@@ -34,6 +34,7 @@ directories 0755, no atime/ctime records, gzip header without a time stamp and w
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import hashlib
 import json
@@ -189,7 +190,8 @@ def scan(source: Path, *, target: str, exclude: Sequence[str] = ()) -> LayerPlan
     ``source`` (``/app`` + ``run.sh`` → ``app/run.sh``); the target directory and its parents are
     added as directory entries so the image has them with mode 0755. A single file lands at
     ``target/<its name>``. ``exclude`` globs (``fnmatch``, case-sensitive) match the relative path
-    or the base name; an excluded directory is skipped with everything below it.
+    or the base name (a leading or trailing ``/`` is ignored); an excluded directory is skipped
+    with everything below it.
 
     Raises :class:`~ecr_oci.errors.BundleSpecError` for a missing ``source``, a symlink whose target
     resolves outside ``source``, a device, FIFO or socket, an unreadable directory, or a bad
@@ -210,7 +212,7 @@ def scan(source: Path, *, target: str, exclude: Sequence[str] = ()) -> LayerPlan
 
     if stat.S_ISDIR(root_stat.st_mode):
         root_real = source.resolve()
-        patterns = [p.rstrip("/") for p in exclude if p.rstrip("/")]
+        patterns = [p.strip("/") for p in exclude if p.strip("/")]
         for rel, path, st in _walk(source, patterns):
             arcname = f"{prefix}/{rel}" if prefix else rel
             entries.append(_entry_for(path, st, arcname, source, root_real))
@@ -293,7 +295,12 @@ def _link_text(path: Path, source: Path, root_real: Path) -> str:
     inside the image.
     """
     text = str(path.readlink())
-    resolved = path.resolve()
+    try:
+        resolved = path.resolve()
+    except (OSError, RuntimeError):  # RuntimeError: symlink loop (Python < 3.13)
+        raise BundleSpecError(
+            f"symlink {path} is part of a symlink loop; remove the link", file=str(path)
+        ) from None
     if not resolved.is_relative_to(root_real):
         raise BundleSpecError(
             f"symlink {path} points outside the bundle directory (to {resolved}); "
@@ -321,18 +328,8 @@ def _make_entry(
     dev: int = 0,
 ) -> LayerEntry:
     entry = LayerEntry(arcname, kind, mode, size, source, linkname, mtime_ns, ino, dev)
-    return LayerEntry(
-        arcname,
-        kind,
-        mode,
-        size,
-        source,
-        linkname,
-        mtime_ns,
-        ino,
-        dev,
-        header_size=len(_header(entry, 0)),
-    )
+    # The header size does not depend on the epoch (checked to fit the ustar field).
+    return dataclasses.replace(entry, header_size=len(_header(entry, 0)))
 
 
 def _target_prefix(target: str, source: Path) -> str:
@@ -381,6 +378,14 @@ def _changed(path: Path) -> BundleSpecError:
     )
 
 
+def _unreadable(path: Path, err: OSError) -> BundleSpecError:
+    if isinstance(err, FileNotFoundError):
+        return _changed(path)
+    return BundleSpecError(
+        f"cannot read {path} ({err.strerror}); fix its permissions or exclude it", file=str(path)
+    )
+
+
 def _tar_blocks(plan: LayerPlan, epoch: int, block_size: int) -> Iterator[memoryview]:
     """Yield the tar as views of one reusable buffer, each exactly ``block_size`` but the last.
 
@@ -413,8 +418,8 @@ def _tar_blocks(plan: LayerPlan, epoch: int, block_size: int) -> Iterator[memory
         path = entry.source
         try:
             f = path.open("rb", buffering=0)
-        except OSError:
-            raise _changed(path) from None
+        except OSError as err:
+            raise _unreadable(path, err) from None
         with f:
             before = os.fstat(f.fileno())
             if before.st_size != entry.size or before.st_mtime_ns != entry.mtime_ns:
@@ -621,8 +626,8 @@ def choose_compression(plan: LayerPlan, requested: str) -> str | None:
             with entry.source.open("rb") as f:
                 f.seek(offset)
                 data = f.read(length)
-        except OSError:
-            raise _changed(entry.source) from None
+        except OSError as err:
+            raise _unreadable(entry.source, err) from None
         sampled += len(data)
         compressed += len(deflate.compress(data))
     compressed += len(deflate.flush())

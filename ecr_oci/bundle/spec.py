@@ -14,17 +14,17 @@
     >>> spec.code.target, spec.code.compression, spec.to_json()["apiVersion"]
     ('/app', 'gzip', 'ecr.waggle-sensor.org/v1')
 
-Every model forbids unknown keys: a misspelt key (``entrypiont``) must fail loudly rather than be
-ignored and produce an image that does not start. Values check themselves when built (STYLE §2), so an
-invalid spec never travels past :func:`ecr_oci.bundle.spec_loader.load_spec`, which maps each error to
-the file, line and field. Validators raise ``ValueError`` messages that say how to fix the value.
+Every model forbids unknown keys: a misspelt key (``entrypiont``) must fail loudly rather than
+be ignored and produce an image that does not start. Values check themselves when built (STYLE
+§2), so an invalid spec never travels past :func:`ecr_oci.bundle.spec_loader.load_spec`, which
+maps each error to the file, line and field. Validators raise ``ValueError`` messages that say
+how to fix the value.
 """
 
 from __future__ import annotations
 
 import posixpath
 import re
-from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
@@ -36,12 +36,11 @@ from pydantic import (
     Field,
     ValidationInfo,
     field_validator,
-    model_validator,
 )
-from pydantic_core import core_schema
 
 from ecr_oci.bundle.spec_license import normalize_license
 from ecr_oci.errors import InvalidReferenceError
+from ecr_oci.oci.models import Platform
 from ecr_oci.reference import Reference
 
 API_VERSION = "ecr.waggle-sensor.org/v1"
@@ -79,61 +78,32 @@ _ARCH_HINTS = {"x86_64": "amd64", "x86-64": "amd64", "aarch64": "arm64", "armhf"
 _VARIANT_RE = re.compile(r"^v[0-9]+(?:\.[0-9]+)?$")
 
 
-# --- value types -------------------------------------------------------------------------------
+# --- platforms ---------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, order=True)
-class Platform:
-    """An OCI platform ``os/architecture[/variant]`` (image-index spec, ``platform`` object).
+def check_platform(text: str) -> str:
+    """Validate an OCI platform ``os/architecture[/variant]`` (image-index spec ``platform``).
 
-    In ``ecr.yaml`` and in JSON it is the string form (``linux/arm/v7``); Waggle nodes are
-    ``linux/arm64`` (Jetson, RPi 4) and ``linux/amd64``.
+    Waggle nodes are ``linux/arm64`` (Jetson, RPi 4) and ``linux/amd64``. Raises ``ValueError``
+    naming accepted values (``x86_64`` → ``amd64``); :meth:`BundleSpec.platform_list` turns the
+    strings into :class:`ecr_oci.oci.models.Platform`.
     """
-
-    os: str
-    architecture: str
-    variant: str | None = None
-
-    @classmethod
-    def parse(cls, text: str) -> Platform:
-        """Parse ``os/arch[/variant]``; raise ``ValueError`` naming the accepted values."""
-        parts = text.split("/")
-        if len(parts) not in (2, 3) or not all(parts):
-            raise ValueError(
-                f"platform {text!r} is not os/architecture[/variant]; "
-                "use e.g. linux/amd64, linux/arm64 or linux/arm/v7"
-            )
-        os_, arch = parts[0], parts[1]
-        variant = parts[2] if len(parts) == 3 else None
-        if os_ not in KNOWN_OS:
-            raise ValueError(f"platform {text!r}: unknown os {os_!r}; use e.g. linux")
-        if arch not in KNOWN_ARCHITECTURES:
-            hint = _ARCH_HINTS.get(arch)
-            advice = f"write {os_}/{hint}" if hint else "use amd64, arm64 or arm (Go GOARCH names)"
-            raise ValueError(f"platform {text!r}: unknown architecture {arch!r}; {advice}")
-        if variant is not None and not _VARIANT_RE.match(variant):
-            raise ValueError(f"platform {text!r}: variant {variant!r} is not like v7 or v8")
-        return cls(os_, arch, variant)
-
-    def __str__(self) -> str:
-        return f"{self.os}/{self.architecture}" + (f"/{self.variant}" if self.variant else "")
-
-    @classmethod
-    def __get_pydantic_core_schema__(cls, source: Any, handler: Any) -> core_schema.CoreSchema:
-        """Validate from the string form and serialise back to it (like :class:`Digest`)."""
-
-        def validate(value: Any) -> Platform:
-            if isinstance(value, Platform):
-                return value
-            if not isinstance(value, str):
-                raise ValueError("platform must be a string such as linux/amd64")
-            return cls.parse(value)
-
-        return core_schema.no_info_plain_validator_function(
-            validate,
-            serialization=core_schema.to_string_ser_schema(),
-            json_schema_input_schema=core_schema.str_schema(),
+    parts = text.split("/")
+    if len(parts) not in (2, 3) or not all(parts):
+        raise ValueError(
+            f"platform {text!r} is not os/architecture[/variant]; "
+            "use e.g. linux/amd64, linux/arm64 or linux/arm/v7"
         )
+    os_, arch = parts[0], parts[1]
+    if os_ not in KNOWN_OS:
+        raise ValueError(f"platform {text!r}: unknown os {os_!r}; use e.g. linux")
+    if arch not in KNOWN_ARCHITECTURES:
+        hint = _ARCH_HINTS.get(arch)
+        advice = f"write {os_}/{hint}" if hint else "use amd64, arm64 or arm (Go GOARCH names)"
+        raise ValueError(f"platform {text!r}: unknown architecture {arch!r}; {advice}")
+    if len(parts) == 3 and not _VARIANT_RE.match(parts[2]):
+        raise ValueError(f"platform {text!r}: variant {parts[2]!r} is not like v7 or v8")
+    return text
 
 
 # --- field validators (each raises ValueError with a fix) --------------------------------------
@@ -161,7 +131,7 @@ def _semver(value: str) -> str:
             "(MAJOR.MINOR.PATCH, optionally -prerelease like 1.0.0-rc.1)"
         )
     if "+" in value:
-        # The version is the image tag, and OCI tags cannot hold '+' (distribution reference grammar).
+        # The version is the image tag; OCI tags cannot hold '+' (distribution reference grammar).
         raise ValueError(
             f"{value!r} has semver build metadata ('+...'), which an OCI tag cannot hold; "
             "drop it or use a pre-release such as 1.0.0-build.5"
@@ -334,7 +304,7 @@ class Metadata(_Model):
 
 
 class Resources(_Model):
-    """Resource hints for the scheduler (Kubernetes quantities); ``gpu`` says whether one is used."""
+    """Scheduling hints (Kubernetes quantities); ``gpu`` says whether the plugin uses one."""
 
     cpu: Annotated[str, BeforeValidator(_quantity_text), AfterValidator(_cpu)] | None = None
     memory: Annotated[str, BeforeValidator(_quantity_text), AfterValidator(_memory)] | None = None
@@ -344,7 +314,7 @@ class Resources(_Model):
 class Runtime(_Model):
     base: Annotated[str, AfterValidator(_base_reference)]
     #: ``None`` = every platform the base image offers.
-    platforms: list[Platform] | None = None
+    platforms: list[Annotated[str, AfterValidator(check_platform)]] | None = None
     entrypoint: list[NonEmpty] = Field(min_length=1)
     cmd: list[str] = Field(default_factory=list)
     env: dict[str, str] = Field(default_factory=dict)
@@ -382,7 +352,7 @@ InputType = Literal["int", "float", "str", "bool"]
 
 
 class Input(_Model):
-    """A plugin parameter; the image builder exposes it as the environment variable ``env_name``."""
+    """A plugin parameter; by convention the code reads it from the variable ``env_name``."""
 
     id: str
     type: InputType
@@ -405,13 +375,21 @@ class Input(_Model):
         kind = info.data.get("type")
         if value is None or kind is None:
             return value
-        python = {"int": int, "float": (int, float), "str": str, "bool": bool}[kind]
-        ok = isinstance(value, python) and (kind == "bool" or not isinstance(value, bool))
+        python: dict[str, tuple[type, ...]] = {
+            "int": (int,),
+            "float": (int, float),
+            "str": (str,),
+            "bool": (bool,),
+        }
+        ok = isinstance(value, python[kind]) and (kind == "bool" or not isinstance(value, bool))
         if not ok:
             example = {"int": "30", "float": "0.5", "str": '"text"', "bool": "true"}[kind]
+            example_kind = {"int": "an int", "float": "a float", "str": "text", "bool": "a bool"}
+            quoted = isinstance(value, str) and kind != "str"
             raise ValueError(
-                f"default {value!r} is not of type {kind}; write a {kind} such as {example}"
-                + (" (quote nothing: YAML reads quoted values as text)" if kind != "str" else "")
+                f"default {value!r} is not of type {kind}; write {example_kind[kind]} such as "
+                f"{example}"
+                + (" without quotes (YAML reads quoted values as text)" if quoted else "")
             )
         return float(value) if kind == "float" else value
 
@@ -441,7 +419,7 @@ class Model(_Model):
 
 
 class Data(_Model):
-    """Optional source or training data: pushed with the bundle, never part of the runnable image."""
+    """Optional source or training data: pushed with the bundle, never in the runnable image."""
 
     path: RelativePath
     description: str | None = None
@@ -476,14 +454,16 @@ class BundleSpec(_Model):
             seen.add(item.env_name)
         return value
 
-    @model_validator(mode="after")
-    def _targets_differ(self) -> BundleSpec:
-        if self.model is not None and self.model.target == self.code.target:
+    @field_validator("model")
+    @classmethod
+    def _own_target(cls, value: Model | None, info: ValidationInfo) -> Model | None:
+        code = info.data.get("code")  # validated first: fields validate in declaration order
+        if value is not None and code is not None and value.target == code.target:
             raise ValueError(
-                f"code.target and model.target are both {self.code.target}; "
+                f"model.target and code.target are both {code.target}; "
                 "give the model its own folder such as /models"
             )
-        return self
+        return value
 
     @property
     def repository(self) -> str:
@@ -492,7 +472,9 @@ class BundleSpec(_Model):
 
     def platform_list(self) -> list[Platform] | None:
         """The declared platforms, or ``None`` for "every platform the base image offers"."""
-        return None if self.runtime.platforms is None else list(self.runtime.platforms)
+        if self.runtime.platforms is None:
+            return None
+        return [Platform.parse(text) for text in self.runtime.platforms]
 
     def to_json(self) -> dict[str, Any]:
         """The normalised spec as JSON data (YAML key names, unset optional keys left out).

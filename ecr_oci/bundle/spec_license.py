@@ -5,29 +5,31 @@
     >>> normalize_license("(GPL-2.0-only WITH Classpath-exception-2.0) AND LicenseRef-Weights")
     '(GPL-2.0-only WITH Classpath-exception-2.0) AND LicenseRef-Weights'
 
-Why a small embedded list and not the full SPDX license list: the full list has ~700 identifiers and
-changes every quarter, so a copy here would be large and always a little stale, and a dependency
-(``license-expression``) would grow every edge install for a check whose job is only to catch typos
-(``Apache2``, ``GPLv3``) before a bundle is published. The common identifiers below cover nearly every
-plugin; anything else is written ``LicenseRef-<name>`` (the SPDX way to name a license that is not on
-the list), which is always accepted. The grammar is SPDX 2.3 annex D: identifiers (optionally ``+``)
-joined by ``AND``/``OR``, ``WITH`` an exception, and parentheses; operators are case-sensitive,
-identifiers are matched case-insensitively and written back in their canonical case.
+Why a small embedded list and not the full SPDX license list: the full list has ~700
+identifiers and changes every quarter, so a copy here would be large and always a little stale,
+and a dependency (``license-expression``) would grow every install for a check whose job is only
+to catch typos (``Apache2``, ``GPLv3``) before a bundle is published. The common identifiers
+below cover nearly every plugin; anything else is written ``LicenseRef-<name>`` (the SPDX way to
+name a license that is not on the list), which is always accepted. The grammar is SPDX 2.3 annex
+D: identifiers (optionally ``+``) joined by ``AND``/``OR``, ``WITH`` an exception, and
+parentheses; operators are case-sensitive, identifiers are matched case-insensitively and written
+back in their canonical case.
 """
 
 from __future__ import annotations
 
 import re
 
-#: Common SPDX license identifiers (canonical case). See the module docstring for why not all of them.
+#: Common SPDX license identifiers (canonical case); the module docstring says why not all.
 COMMON_LICENSES: tuple[str, ...] = (
     "0BSD", "AFL-3.0", "AGPL-3.0-only", "AGPL-3.0-or-later", "Apache-1.1", "Apache-2.0",
     "APSL-2.0", "Artistic-2.0", "Beerware", "BlueOak-1.0.0", "BSD-1-Clause", "BSD-2-Clause",
     "BSD-2-Clause-Patent", "BSD-3-Clause", "BSD-3-Clause-Clear", "BSD-3-Clause-LBNL",
     "BSD-4-Clause", "BSL-1.0", "CAL-1.0", "CC-BY-1.0", "CC-BY-2.0", "CC-BY-2.5", "CC-BY-3.0",
     "CC-BY-4.0", "CC-BY-NC-4.0", "CC-BY-NC-ND-4.0", "CC-BY-NC-SA-4.0", "CC-BY-ND-4.0",
-    "CC-BY-SA-3.0", "CC-BY-SA-4.0", "CC-PDDC", "CC0-1.0", "CDDL-1.0", "CDDL-1.1", "CDLA-Permissive-2.0",
-    "CDLA-Sharing-1.0", "CECILL-2.1", "CECILL-B", "CECILL-C", "curl", "ECL-2.0", "EFL-2.0",
+    "CC-BY-SA-3.0", "CC-BY-SA-4.0", "CC-PDDC", "CC0-1.0", "CDDL-1.0", "CDDL-1.1",
+    "CDLA-Permissive-2.0", "CDLA-Sharing-1.0", "CECILL-2.1", "CECILL-B", "CECILL-C", "curl",
+    "ECL-2.0", "EFL-2.0",
     "EPL-1.0", "EPL-2.0", "EUPL-1.1", "EUPL-1.2", "FTL", "GFDL-1.3-only", "GFDL-1.3-or-later",
     "GPL-1.0-or-later", "GPL-2.0-only", "GPL-2.0-or-later", "GPL-3.0-only", "GPL-3.0-or-later",
     "HPND", "ICU", "IJG", "ImageMagick", "Info-ZIP", "Intel", "IPL-1.0", "ISC", "JSON",
@@ -45,7 +47,8 @@ COMMON_EXCEPTIONS: tuple[str, ...] = (
     "Autoconf-exception-3.0", "Bison-exception-2.2", "Classpath-exception-2.0",
     "Font-exception-2.0", "GCC-exception-2.0", "GCC-exception-3.1", "LLVM-exception",
     "Linux-syscall-note", "OpenJDK-assembly-exception-1.0", "Qt-GPL-exception-1.0",
-    "Qt-LGPL-exception-1.1", "Swift-exception", "u-boot-exception-2.0", "Universal-FOSS-exception-1.0",
+    "Qt-LGPL-exception-1.1", "Swift-exception", "u-boot-exception-2.0",
+    "Universal-FOSS-exception-1.0",
 )  # fmt: skip
 
 #: Deprecated identifiers people still write, with what to write instead.
@@ -81,15 +84,23 @@ def normalize_license(text: str) -> str:
     it. Whitespace is normalised to single spaces around operators.
     """
     if text.strip().lower() in _DEPRECATED:
-        raise ValueError(
-            f"{text!r} is not an SPDX identifier; use {_DEPRECATED[text.strip().lower()]}"
-        )
+        raise ValueError(_not_current(text.strip()))
     tokens = _tokenize(text)
     parser = _Parser(tokens, text)
     result = parser.expression()
     if parser.pos != len(tokens):
-        raise ValueError(f"unexpected {tokens[parser.pos]!r} in license {text!r}; {_HOW}")
+        raise ValueError(_unexpected(tokens[parser.pos], text))
     return result
+
+
+def _not_current(token: str) -> str:
+    return f"{token!r} is not a current SPDX identifier; use {_DEPRECATED[token.lower()]}"
+
+
+def _unexpected(token: str, text: str) -> str:
+    if token.lower() in ("and", "or", "with"):
+        return f"SPDX operators are upper-case: write {token.upper()!r} in license {text!r}"
+    return f"unexpected {token!r} in license {text!r}; {_HOW}"
 
 
 def _tokenize(text: str) -> list[str]:
@@ -145,18 +156,14 @@ class _Parser:
         if token is None:
             raise ValueError(f"license {self.text!r} ends too early; {_HOW}")
         self.pos += 1
-        if token == "(":
+        if token == "(":  # noqa: S105 -- a parser token, not a password
             inner = self.expression()
             if self._peek() != ")":
                 raise ValueError(f"missing ')' in license {self.text!r}")
             self.pos += 1
             return f"({inner})"
-        if token == ")" or token in ("AND", "OR", "WITH"):
-            raise ValueError(f"unexpected {token!r} in license {self.text!r}; {_HOW}")
-        if token.lower() in ("and", "or", "with"):
-            raise ValueError(
-                f"SPDX operators are upper-case: write {token.upper()!r} in license {self.text!r}"
-            )
+        if token in (")", "AND", "OR", "WITH") or token.lower() in ("and", "or", "with"):
+            raise ValueError(_unexpected(token, self.text))
         return _license_id(token)
 
     def _exception(self) -> str:
@@ -182,9 +189,8 @@ def _license_id(token: str) -> str:
     base = token.removesuffix("+")
     canonical = _LICENSES.get(base.lower())
     if canonical is None:
-        hint = _DEPRECATED.get(token.lower())
-        if hint:
-            raise ValueError(f"{token!r} is a deprecated SPDX identifier; use {hint}")
+        if token.lower() in _DEPRECATED:
+            raise ValueError(_not_current(token))
         raise ValueError(
             f"{token!r} is not a common SPDX license identifier (https://spdx.org/licenses/); "
             f"{_HOW}, or LicenseRef-{base} for a license that is not on the SPDX list"

@@ -9,11 +9,12 @@
     >>> loaded.spec.repository, loaded.spec.code.target
     ('waggle/hello', '/app')
 
-Why line numbers: an author fixes ``ecr.yaml`` in an editor, so each :class:`BundleSpecError` says
-``hello/ecr.yaml:7: metadata.version: '1.0' is not a semantic version; use ... 0.1.0``. The YAML is
-composed once into a node tree whose marks give the line of every key and list item; a pydantic error's
-``loc`` is looked up in that map (a missing key points at its parent). Only the first error in file
-order is raised, with the count of the others, because the first is usually the cause of the rest.
+Why line numbers: an author fixes ``ecr.yaml`` in an editor, so each :class:`BundleSpecError`
+says ``hello/ecr.yaml:7: metadata.version: '1.0' is not a semantic version; use ... 0.1.0``. The
+YAML is composed once into a node tree whose marks give the line of every key and list item; a
+pydantic error's ``loc`` is looked up in that map (a missing key points at its parent). Only the
+first error in file order is raised, with the count of the others, because the first is usually
+the cause of the rest.
 """
 
 from __future__ import annotations
@@ -71,16 +72,16 @@ class LoadedSpec:
 def load_spec(directory: Path, *, git: bool = True) -> LoadedSpec:
     """Read and validate ``directory/ecr.yaml`` and the paths it references.
 
-    With ``git`` (the default), ``metadata.source`` is completed from the git work tree the directory
-    is in (see :func:`git_source`). Raises :class:`BundleSpecError` naming file, line and field, with
-    how to fix it.
+    With ``git`` (the default), ``metadata.source`` is completed from the git work tree the
+    directory is in (see :func:`git_source`). Raises :class:`BundleSpecError` naming file, line
+    and field, with how to fix it.
     """
     directory = Path(directory)
     path = directory / SPEC_FILE
     raw = _read_spec_file(directory, path)
     text = _decode(raw, path)
     node, data = _parse_yaml(text, path)
-    lines = _line_map(node, path)
+    index = _index_yaml(node, path)
     if not isinstance(data, dict):
         kind = "empty" if data is None else f"a {type(data).__name__}"
         raise BundleSpecError(
@@ -93,9 +94,9 @@ def load_spec(directory: Path, *, git: bool = True) -> LoadedSpec:
         spec = BundleSpec.model_validate(data)
     except ValidationError as err:
         raise _first_error(
-            [_from_pydantic(detail, lines) for detail in err.errors()], path
+            [_from_pydantic(detail, index) for detail in err.errors()], path
         ) from None
-    _check_paths(spec, directory, path, lines)
+    _check_paths(spec, directory, path, index.lines)
     if git:
         spec = _fill_source(spec, directory)
     return LoadedSpec(spec=spec, directory=directory, path=path, raw=raw)
@@ -159,7 +160,7 @@ def _parse_yaml(text: str, path: Path) -> tuple[yaml.Node | None, Any]:
         return node, data
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark
-        problem = " ".join(part for part in (err.context, err.problem) if part)
+        problem = ": ".join(part for part in (err.context, err.problem) if part)
         raise BundleSpecError(
             f"YAML syntax error: {problem}; fix the indentation/quoting near this line "
             "(strings containing ': ' or '#' need quotes)",
@@ -176,13 +177,23 @@ def _parse_yaml(text: str, path: Path) -> tuple[yaml.Node | None, Any]:
         loader.dispose()
 
 
-def _line_map(root: yaml.Node | None, path: Path) -> dict[Loc, int]:
-    """Map each key path (``("inputs", 0, "id")``) to the 1-based line of that key or list item.
+@dataclass
+class _YamlIndex:
+    """Where each key path (``("inputs", 0, "id")``) is: its 1-based line, and for scalars the text
+    as written (so a message can say ``yes`` rather than ``True``)."""
+
+    lines: dict[Loc, int]
+    texts: dict[Loc, str]
+
+
+def _index_yaml(root: yaml.Node | None, path: Path) -> _YamlIndex:
+    """Index the line of every key and list item, and the source text of every scalar.
 
     Raises on duplicate keys: PyYAML silently keeps the last one, which hides edits that do nothing.
     Nodes reached twice through YAML aliases are walked once (alias bombs stay cheap).
     """
     lines: dict[Loc, int] = {(): 1 if root is None else root.start_mark.line + 1}
+    texts: dict[Loc, str] = {}
     visited: set[int] = set()
     stack: list[tuple[yaml.Node, Loc]] = [] if root is None else [(root, ())]
     while stack:
@@ -190,7 +201,9 @@ def _line_map(root: yaml.Node | None, path: Path) -> dict[Loc, int]:
         if id(node) in visited:
             continue
         visited.add(id(node))
-        if isinstance(node, yaml.MappingNode):
+        if isinstance(node, yaml.ScalarNode):
+            texts[at] = node.value
+        elif isinstance(node, yaml.MappingNode):
             first_seen: dict[str, int] = {}
             for key_node, value_node in node.value:
                 if not isinstance(key_node, yaml.ScalarNode):
@@ -211,7 +224,7 @@ def _line_map(root: yaml.Node | None, path: Path) -> dict[Loc, int]:
             for index, item in enumerate(node.value):
                 lines[(*at, index)] = item.start_mark.line + 1
                 stack.append((item, (*at, index)))
-    return lines
+    return _YamlIndex(lines, texts)
 
 
 # --- pydantic errors → BundleSpecError ---------------------------------------------------------
@@ -240,11 +253,14 @@ _short_repr.maxlist = _short_repr.maxdict = 4
 _short_repr.maxlevel = 2
 
 
-def _from_pydantic(detail: ErrorDetails, lines: dict[Loc, int]) -> BundleSpecError:
+def _from_pydantic(detail: ErrorDetails, index: _YamlIndex) -> BundleSpecError:
     # Dict-key errors carry a synthetic "[key]" part; union members would carry type names.
     loc: Loc = tuple(p for p in detail["loc"] if not (isinstance(p, str) and p.startswith("[")))
     kind, value = detail["type"], detail.get("input")
+    written = index.texts.get(loc)
     shown = _short_repr.repr(value)
+    if written is not None and isinstance(value, bool | int | float) and written != str(value):
+        shown = f"{written} (which YAML reads as {value!r})"
     if kind == "missing":
         message = (
             f"required key {loc[-1]!r} is missing; add it (run `ecr-oci init` in an empty folder "
@@ -258,9 +274,11 @@ def _from_pydantic(detail: ErrorDetails, lines: dict[Loc, int]) -> BundleSpecErr
     elif kind in ("value_error", "assertion_error"):
         message = detail["msg"].removeprefix("Value error, ").removeprefix("Assertion failed, ")
     elif kind == "string_type" and isinstance(value, bool | int | float):
+        text = written if written is not None else str(value)
+        kind_name = {"bool": "a bool", "int": "an int", "float": "a float"}[type(value).__name__]
         message = (
-            f"expected text but YAML read {value!r} as a {type(value).__name__}; "
-            f'put the value in quotes, e.g. "{value}"'
+            f"expected text but YAML reads {text} as {kind_name}; "
+            f'put the value in quotes: "{text}"'
         )
     elif kind == "string_type":
         message = f"expected text, got {shown}"
@@ -278,7 +296,7 @@ def _from_pydantic(detail: ErrorDetails, lines: dict[Loc, int]) -> BundleSpecErr
         message = f"{detail['msg']}, got {shown}"
     field = _field_name(loc)
     # ``file`` is filled in by _first_error, which knows the path.
-    return BundleSpecError(message, file="", line=_line_for(loc, lines), field=field)
+    return BundleSpecError(message, file="", line=_line_for(loc, index.lines), field=field)
 
 
 def _first_error(errors: list[BundleSpecError], path: Path) -> BundleSpecError:
@@ -330,7 +348,7 @@ def _allowed_keys(loc: Loc) -> list[str]:
 
 
 def _check_paths(spec: BundleSpec, directory: Path, path: Path, lines: dict[Loc, int]) -> None:
-    """Every ``*.path`` must exist inside the directory (symlinks included) and have the right type."""
+    """Each ``*.path`` must exist inside the directory (through symlinks too), of the right type."""
     root = directory.resolve()
     errors: list[BundleSpecError] = []
     for role in _ROLES:
@@ -366,7 +384,8 @@ def _check_one(role: str, relative: str, directory: Path, root: Path) -> None:
         resolved = candidate.resolve(strict=True)
     except (OSError, RuntimeError):  # missing target, or a loop (RuntimeError before 3.13)
         raise _PathProblem(
-            f"{relative!r} is a broken symlink (or a symlink loop); point it at a file in the bundle"
+            f"{relative!r} is a broken symlink (or a symlink loop); "
+            "point it at a file in the bundle"
         ) from None
     if not resolved.is_relative_to(root):
         raise _PathProblem(
@@ -406,7 +425,7 @@ def _check_profile_json(relative: str, resolved: Path) -> None:
 
 
 def _fill_source(spec: BundleSpec, directory: Path) -> BundleSpec:
-    """Complete ``metadata.source`` from git: a missing url, or a missing commit (with ``dirty``)."""
+    """Complete ``metadata.source`` from git: a missing url; a missing commit (with ``dirty``)."""
     given = spec.metadata.source or Source()
     if given.url is not None and given.commit is not None:
         return spec
@@ -426,7 +445,7 @@ def _fill_source(spec: BundleSpec, directory: Path) -> BundleSpec:
 
 
 def git_source(directory: Path) -> Source | None:
-    """The commit, remote URL (credentials removed) and dirtiness of the git tree ``directory`` is in.
+    """Commit, remote URL (credentials removed) and dirtiness of the work tree around ``directory``.
 
     ``None`` when git is missing, the directory is not in a work tree, or it has no commit yet.
     ``dirty`` is true when ``git status`` lists changes (untracked files included) under the

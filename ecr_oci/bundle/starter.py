@@ -3,13 +3,14 @@
     >>> from pathlib import Path
     >>> import tempfile
     >>> directory = Path(tempfile.mkdtemp()) / "hello"
-    >>> [str(p.relative_to(directory)) for p in write_starter(directory, namespace="waggle", name="hello")]
+    >>> written = write_starter(directory, namespace="waggle", name="hello")
+    >>> [str(p.relative_to(directory)) for p in written]
     ['ecr.yaml', 'src/run.sh']
 
 Why commented: the starter is the documentation an author reads first, so every key is explained
-where it is written, and the optional sections (model, data, profile) are shown commented out. The
-starter is valid as written (``tests/unit/bundle/test_starter.py`` loads it), so ``ecr-oci init`` then
-``ecr-oci push`` works before anything is edited.
+where it is written, and the optional sections (model, data, profile) are shown commented out.
+The starter is valid as written (``tests/unit/bundle/test_starter.py`` loads it), so ``ecr-oci
+init`` then ``ecr-oci push`` works before anything is edited.
 """
 
 from __future__ import annotations
@@ -21,68 +22,82 @@ from ecr_oci.bundle.spec_loader import SPEC_FILE
 from ecr_oci.errors import BundleSpecError
 
 STARTER_YAML = """\
-# ecr.yaml — describes one bundle (one plugin version) for the Edge Code Repository.
-# Check it with `ecr-oci validate .`, publish it with `ecr-oci push . --registry HOST:PORT`.
-# Unknown keys are errors; paths are relative to this folder.
+# ecr.yaml: describes one bundle (one plugin version) for the Edge Code Repository.
+# Check it with `ecr-oci validate .`; publish it with `ecr-oci push . --registry HOST:PORT`.
+# Unknown keys are errors. Paths are relative to this folder.
 
-apiVersion: ecr.waggle-sensor.org/v1   # format of this file; always this value for now
-kind: Bundle                           # always Bundle
+apiVersion: ecr.waggle-sensor.org/v1  # format of this file; always this value for now
+kind: Bundle                          # always Bundle
 
-metadata:
-  namespace: {namespace}   # owner (user or team): 2-64 of a-z 0-9 - _
-  name: {name}   # plugin name, same rule; pushed as NAMESPACE/NAME
-  version: 0.1.0                       # semantic version (MAJOR.MINOR.PATCH); becomes the image tag,
-                                       # and a pushed version is immutable: bump it for every change
-  description: "Says hello and prints its interval input."   # one line: what the plugin does
-  authors: []                          # e.g. [{{name: Ada Lovelace, email: ada@example.org, orcid: 0000-0002-1825-0097}}]
-  license: MIT                         # SPDX expression (MIT, Apache-2.0, "MIT OR Apache-2.0", LicenseRef-...)
-  keywords: [example]                  # words people search for
+metadata:                             # who made it and what it is
+  # namespace and name: 2-64 of a-z 0-9 - _, starting with a letter or digit;
+  # the bundle is pushed as NAMESPACE/NAME
+  namespace: {namespace}  # the owner: a user or a team
+  name: {name}  # the plugin
+  # semantic version MAJOR.MINOR.PATCH; it becomes the image tag, and a pushed version is
+  # immutable: bump it for every change
+  version: 0.1.0
+  description: "Says hello and prints its interval input."  # one line: what it does
+  # people: [{{name: Ada Lovelace, email: ada@example.org, orcid: 0000-0002-1825-0097}}]
+  authors: []
+  # SPDX expression: MIT, Apache-2.0, "MIT OR Apache-2.0", LicenseRef-<name>, ...
+  license: MIT
+  keywords: [example]                 # words people search for
   # homepage: https://github.com/you/plugin   # http(s) page about the plugin
-  # source: {{url: https://github.com/you/plugin, commit: 40-hex-commit}}
-  #                                    # omit: filled from git (commit, remote URL, dirty flag)
+  # where the code came from; omit it to fill it from git (commit, remote, dirty flag):
+  # source: {{url: https://github.com/you/plugin, commit: <40 hex characters>}}
 
-runtime:
-  base: 127.0.0.1:5000/base/busybox:1.36   # base image (with its registry); code and model go on top
-  # platforms: [linux/amd64, linux/arm64]  # os/arch[/variant]; omit for every platform of the base
-  entrypoint: ["/bin/sh", "/app/run.sh"]   # the program the container starts (required)
-  cmd: []                                  # default arguments after the entrypoint
-  env: {{GREETING: hello}}                   # environment variables (values are text: quote numbers)
-  workdir: /app                            # working directory in the container (absolute)
-  requirements: []                         # runtime needs, for people and schedulers, e.g. ["pytorch>=2.0"]
-  resources: {{cpu: "1", memory: 64Mi, gpu: none}}   # hints; gpu: none | optional | required
+runtime:                              # how the container runs
+  # base image, with its registry; the model and code layers go on top of it
+  base: 127.0.0.1:5000/base/busybox:1.36
+  # platforms: [linux/amd64, linux/arm64]  # os/arch[/variant]; omit: all the base offers
+  entrypoint: ["/bin/sh", "/app/run.sh"]  # what the container starts (required)
+  cmd: []                             # default arguments after the entrypoint
+  env: {{GREETING: hello}}              # environment (values are text: quote numbers)
+  workdir: /app                       # working directory in the container (absolute)
+  requirements: []                    # runtime needs, for people: e.g. ["pytorch>=2.0"]
+  # scheduling hints (Kubernetes quantities); gpu: none | optional | required
+  resources: {{cpu: "1", memory: 64Mi, gpu: none}}
 
-inputs:                                # plugin parameters; each is also the env var ID in upper case
-  - id: interval                       # lower-case id; here the variable is INTERVAL
-    type: int                          # int | float | str | bool
-    default: 30                        # must match the type
+# plugin parameters, recorded with the bundle and in the image's labels; by convention the
+# code reads each from the environment variable named ID in upper case (see src/run.sh)
+inputs:
+  - id: interval                      # lower-case id; read as $INTERVAL
+    type: int                         # int | float | str | bool
+    default: 30                       # must match the type
     description: "Seconds between two readings."
 
-code:                                  # required: the code layer (small, changes often)
-  path: src                            # folder in this directory
-  target: /app                         # where it appears in the container
-  exclude: ["*.pyc", "__pycache__"]    # glob patterns left out
-  compression: gzip                    # gzip | zstd
+code:                                 # required: the code layer (small, changes often)
+  path: src                           # folder in this directory
+  target: /app                        # where it appears in the container
+  exclude: ["*.pyc", "__pycache__"]   # glob patterns left out
+  compression: gzip                   # gzip | zstd
 
-# model:                               # optional: model files, a separate layer below the code, so a
-#   path: model                        # code-only update does not re-send the weights
+# Optional: model files, a layer below the code, so that a code-only update does not
+# re-send the weights.
+# model:
+#   path: model
 #   target: /models
-#   framework: onnx                    # free text: onnx, pytorch, tensorflow, ...
+#   framework: onnx                   # free text: onnx, pytorch, tensorflow, ...
 #   format: onnx
 #   description: "What the model detects."
-#   compression: auto                  # auto (uncompressed when compression saves < 10 %) | none | gzip | zstd
+#   compression: auto                 # auto (none when it saves < 10 %) | none | gzip | zstd
 
-# data:                                # optional: source/training data; pushed with the bundle,
-#   path: data                         # never part of the runnable image
+# Optional: source or training data; pushed with the bundle, never in the runnable image.
+# data:
+#   path: data
 #   description: "Where the data came from."
 
-# profile:                             # optional: an initial performance profile (JSON)
+# Optional: an initial performance profile (a JSON object).
+# profile:
 #   path: profile.json
 """
 
 STARTER_RUN_SH = """\
 #!/bin/sh
 # Starter plugin: prints a greeting and the value of the `interval` input.
-# Inputs arrive as environment variables (interval -> INTERVAL); the default is in ecr.yaml.
+# By convention inputs are read from environment variables (interval -> INTERVAL), falling
+# back to the default declared in ecr.yaml.
 set -eu
 echo "${{GREETING:-hello}} from {namespace}/{name}"
 echo "interval=${{INTERVAL:-30}}"

@@ -4,9 +4,9 @@
     $ ecr-oci validate hello
     ok: waggle/hello 0.1.0 (1 input, code src → /app)
 
-Thin by design (STYLE §10): each command calls one library function
-(:func:`ecr_oci.bundle.spec_loader.load_spec`, :func:`ecr_oci.bundle.starter.write_starter`) and renders
-the result; errors are ``BundleSpecError``, which :mod:`ecr_oci.cli.main` prints as one line (exit 2).
+Thin by design (STYLE §10): each command calls one library function (``load_spec``,
+``write_starter``) and renders the result; errors are ``BundleSpecError``, which
+:mod:`ecr_oci.cli.main` prints as one line (exit status 2).
 """
 
 from __future__ import annotations

@@ -2,9 +2,10 @@
 
     >>> from pathlib import Path
     >>> from ecr_oci.devenv import LocalRegistry, PodmanEnv, build_busybox_base
-    >>> with LocalRegistry(Path("/tmp/reg")) as reg:                                # doctest: +SKIP
+    >>> with LocalRegistry(Path("/tmp/reg")) as reg:                    # doctest: +SKIP
     ...     base = build_busybox_base(reg.host, workdir=Path("/tmp/base"))
-    ...     PodmanEnv(Path("/tmp/pm"), insecure_registries=[reg.host]).run_image(base, "-c", "echo hi")
+    ...     node = PodmanEnv(Path("/tmp/pm"), insecure_registries=[reg.host])
+    ...     node.run_image(base, "-c", "echo hi")
     'hi\\n'
 
 Used by both the test fixtures (``tests/fixtures``) and ``ecr-oci dev`` (``make run``), so the demo

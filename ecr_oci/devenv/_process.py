@@ -1,4 +1,4 @@
-"""Process plumbing shared by the dev environment helpers: find programs, run them, stop them by PID.
+"""Process plumbing for the dev environment helpers: find programs, run them, stop them by PID.
 
     >>> from ecr_oci.devenv._process import pid_alive
     >>> import os

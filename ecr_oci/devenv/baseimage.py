@@ -8,15 +8,16 @@
     '127.0.0.1:5000/base/multi:1.36@sha256:…'
 
 Plugins are built on top of a base image (DESIGN.md §2); the demo and the tests need one that runs
-under podman and containerd on a machine that reaches no image registry on the internet. The root
-file system is the host's static ``/bin/busybox`` plus applet symlinks; ``umoci`` turns it into an OCI
-image layout and ``skopeo`` pushes it. Every file gets mtime 0 and the config a fixed creation time, so
-the same busybox binary always gives the same digests.
+under podman and containerd on a machine that reaches no image registry on the internet. The
+root file system is the host's static ``/bin/busybox`` plus applet symlinks; ``umoci`` turns it
+into an OCI image layout and ``skopeo`` pushes it. Every file gets mtime 0 and the config a fixed
+creation time, so the same busybox binary always gives the same digests.
 
 The multi-platform variant is an image index with ``linux/amd64`` (the runnable image) and
-``linux/arm64`` (the same tree plus a marker file, config architecture arm64, so its digest differs; it
-will not run here and need not): enough to test platform selection. Each platform image is pushed by
-digest with skopeo, then the index is PUT with httpx — a dev helper, not the library's push path.
+``linux/arm64`` (the same tree plus a marker file, config architecture arm64, so its digest
+differs; it will not run here and need not): enough to test platform selection. Each platform image
+is pushed by digest with skopeo, then the index is PUT with httpx — a dev helper, not the library's
+push path.
 """
 
 from __future__ import annotations
@@ -80,7 +81,9 @@ def _scheme(insecure: bool) -> str:
     return "http" if insecure else "https"
 
 
-def _existing_digest(registry_host: str, repository: str, tag: str, *, insecure: bool) -> str | None:
+def _existing_digest(
+    registry_host: str, repository: str, tag: str, *, insecure: bool
+) -> str | None:
     """Digest of ``repository:tag`` when the registry has it, else None."""
     url = f"{_scheme(insecure)}://{registry_host}/v2/{repository}/manifests/{tag}"
     try:
@@ -97,7 +100,9 @@ def _existing_digest(registry_host: str, repository: str, tag: str, *, insecure:
     return str(digest)
 
 
-def _make_rootfs(rootfs: Path, *, busybox: Path, applets: Sequence[str], marker: str | None) -> None:
+def _make_rootfs(
+    rootfs: Path, *, busybox: Path, applets: Sequence[str], marker: str | None
+) -> None:
     """Lay out ``/bin/busybox``, its applet links and (optionally) the platform marker file."""
     if rootfs.exists():
         shutil.rmtree(rootfs)
@@ -120,7 +125,7 @@ def _make_rootfs(rootfs: Path, *, busybox: Path, applets: Sequence[str], marker:
 def _build_layout_image(
     layout: Path, tag: str, rootfs: Path, *, os_name: str, arch: str, timeout: float
 ) -> None:
-    """``umoci new`` + ``insert`` + ``config`` one image into the OCI layout ``layout`` as ``tag``."""
+    """``umoci new`` + ``insert`` + ``config``: one image into the layout ``layout`` as ``tag``."""
     image = f"{layout}:{tag}"
     rootless = ["--rootless"] if os.geteuid() != 0 else []
     run_checked(["umoci", "new", "--image", image], timeout=timeout)
@@ -142,7 +147,7 @@ def _build_layout_image(
 
 
 def _layout_descriptor(layout: Path, tag: str) -> dict[str, object]:
-    """The descriptor (mediaType, digest, size) that ``index.json`` of ``layout`` holds for ``tag``."""
+    """The descriptor (mediaType, digest, size) that ``layout``'s ``index.json`` has for ``tag``."""
     index = json.loads((layout / "index.json").read_text())
     for entry in index.get("manifests", []):
         if entry.get("annotations", {}).get("org.opencontainers.image.ref.name") == tag:
@@ -182,7 +187,7 @@ def build_busybox_base(
 
     One platform gives an image manifest; several give an image index whose first platform is the
     plain busybox image and the others carry a marker file (they share the amd64 busybox binary).
-    Idempotent: when the tag already exists it is left alone (``force=True`` rebuilds and re-pushes).
+    Idempotent: when the tag already exists it is left alone (``force=True`` rebuilds, re-pushes).
     ``insecure`` means plain HTTP, as for every local dev registry.
 
     Returns the reference with its digest, ``HOST/REPO:TAG@sha256:…``. Raises

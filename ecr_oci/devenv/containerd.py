@@ -1,4 +1,4 @@
-"""A private containerd (what k3s on Waggle nodes runs) with its state in one folder, driven by ``ctr``.
+"""A private containerd (what k3s on Waggle nodes runs), its state in one folder, driven by ``ctr``.
 
     >>> from pathlib import Path
     >>> from ecr_oci.devenv import LocalContainerd
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import subprocess
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
@@ -145,8 +146,6 @@ class LocalContainerd:
         return self
 
     def _wait_ready(self) -> None:
-        import time
-
         deadline = time.monotonic() + self.startup_timeout
         while True:
             if not self.is_running():
@@ -198,7 +197,7 @@ class LocalContainerd:
     # -- ctr --------------------------------------------------------------------------------------
 
     def ctr(self, args: Sequence[str], *, check: bool = True) -> subprocess.CompletedProcess[str]:
-        """``ctr -a SOCKET -n NAMESPACE ARGS`` with captured output (:class:`CommandError` if not 0)."""
+        """``ctr -a SOCKET -n NAMESPACE ARGS``, output captured; :class:`CommandError` if not 0."""
         return run_checked(
             [self.ctr_program, "-a", str(self.socket), "-n", self.namespace, *args],
             timeout=self.timeout,

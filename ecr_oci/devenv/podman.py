@@ -2,8 +2,8 @@
 
     >>> from pathlib import Path
     >>> from ecr_oci.devenv import PodmanEnv
-    >>> node = PodmanEnv(Path("/tmp/node"), insecure_registries=["127.0.0.1:5000"])  # doctest: +SKIP
-    >>> node.run_image("127.0.0.1:5000/base/busybox:1.36", "-c", "echo hello")     # doctest: +SKIP
+    >>> node = PodmanEnv(Path("/tmp/n"), insecure_registries=["127.0.0.1:5000"])  # doctest: +SKIP
+    >>> node.run_image("127.0.0.1:5000/base/busybox:1.36", "-c", "echo hello")  # doctest: +SKIP
     'hello\\n'
 
 podman reads three config files, and each can be pointed elsewhere by an environment variable of the
@@ -17,8 +17,8 @@ environments never share images:
   CAP_SYS_RESOURCE), and by default ``netns = "none"`` so a run needs no bridge or iptables.
 - ``registries.conf``: each local registry (``127.0.0.1:PORT``) as ``insecure = true``, i.e. plain
   HTTP; no unqualified search registries (a short name never reaches out to the internet).
-- ``storage.conf``: graphroot/runroot inside ``root``; driver ``overlay`` (works here as root on ext4;
-  pass ``storage_driver="vfs"`` where overlay mounts are not allowed).
+- ``storage.conf``: graphroot/runroot inside ``root``; driver ``overlay`` (works here as root on
+  ext4; pass ``storage_driver="vfs"`` where overlay mounts are not allowed).
 """
 
 from __future__ import annotations
@@ -123,7 +123,12 @@ class PodmanEnv:
 
         registries = ["unqualified-search-registries = []"]
         for host in self._insecure:
-            registries += ["", "[[registry]]", f"location = {_toml_string(host)}", "insecure = true"]
+            registries += [
+                "",
+                "[[registry]]",
+                f"location = {_toml_string(host)}",
+                "insecure = true",
+            ]
         self.registries_conf.write_text("\n".join(registries) + "\n")
 
         storage = [

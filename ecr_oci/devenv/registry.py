@@ -1,4 +1,4 @@
-"""A real CNCF distribution registry (``docker-registry serve``) on a loopback port, for tests and demos.
+"""A real CNCF distribution registry (``docker-registry``) on a loopback port, for tests and demos.
 
     >>> from pathlib import Path
     >>> from ecr_oci.devenv import LocalRegistry
@@ -7,15 +7,15 @@
     ...     ...                                               # push / pull against reg.host
     ...     served = reg.bytes_served(offset)                 # bytes the registry sent since then
 
-The registry is the unmodified Debian ``docker-registry`` program (distribution 2.8), configured by a
-YAML file we write: filesystem store, deletes enabled, ``127.0.0.1:PORT``, JSON log lines to a file
-(the benchmark reads ``http.response.written`` from them), and optionally notification endpoints and a
-token-auth block for the ECR service. The test fixtures and ``ecr-oci dev registry start`` both use
-this class, so there is one way to run a registry.
+The registry is the unmodified Debian ``docker-registry`` program (distribution 2.8), configured
+by a YAML file we write: filesystem store, deletes enabled, ``127.0.0.1:PORT``, JSON log lines to a
+file (the benchmark reads ``http.response.written`` from them), and optionally notification
+endpoints and a token-auth block for the ECR service. The test fixtures and
+``ecr-oci dev registry start`` both use this class, so there is one way to run a registry.
 
-A registry started with ``detach=True`` outlives the Python process (``make run``); its PID and ports
-are recorded in ``registry.json`` under the root, and :meth:`LocalRegistry.attach` finds it again to
-stop it, but only if that PID is still a ``docker-registry`` serving our config.
+A registry started with ``detach=True`` outlives the Python process (``make run``); its PID and
+port are recorded in ``registry.json`` under the root, and :meth:`LocalRegistry.attach` finds it
+again to stop it, but only if that PID is still a ``docker-registry`` serving our config.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import json
 import os
 import re
 import secrets
+import signal
 import socket
 import subprocess
 import time
@@ -46,6 +47,7 @@ from ecr_oci.devenv._process import (
     require_program,
     tail,
     terminate_pid,
+    wait_for,
 )
 
 __all__ = ["LocalRegistry", "LoggedResponse", "free_port"]
@@ -72,7 +74,13 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def _port_in_use(host: str, port: int) -> bool:
+    """Whether something listens on ``host:port``.
+
+    SO_REUSEADDR, as the registry itself sets it, so that connections of a just-killed registry
+    lingering in TIME_WAIT do not count (``restart()`` right after ``kill()`` must work).
+    """
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError:
@@ -100,6 +108,11 @@ class LoggedResponse:
     uri: str
     status: int
     written: int
+
+    @property
+    def path(self) -> str:
+        """The request URI without its query string."""
+        return self.uri.partition("?")[0]
 
 
 def _parse_log_line(line: str) -> LoggedResponse | None:
@@ -131,7 +144,7 @@ def _parse_log_line(line: str) -> LoggedResponse | None:
 
 
 class LocalRegistry:
-    """A ``docker-registry`` process on ``127.0.0.1:PORT`` with its config, store and log in ``root``.
+    """A ``docker-registry`` on ``127.0.0.1:PORT`` with its config, store and log in ``root``.
 
     Keyword arguments (all optional):
 
@@ -352,7 +365,14 @@ class LocalRegistry:
 
     def _signal_stop(self, *, kill: bool) -> None:
         if self._pid is not None and self.is_running():
-            terminate_pid(self._pid, timeout=0.0 if kill else self.stop_timeout, proc=self._proc)
+            if kill:
+                pid = self._pid
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+                if self._proc is None:
+                    wait_for(lambda: not pid_alive(pid), timeout=self.stop_timeout)
+            else:
+                terminate_pid(self._pid, timeout=self.stop_timeout, proc=self._proc)
         if self._proc is not None:
             # Reap our child (it may already be dead) so no zombie or ResourceWarning remains.
             with contextlib.suppress(subprocess.TimeoutExpired):
@@ -440,6 +460,8 @@ class LocalRegistry:
     def bytes_served(self, since_offset: int = 0, *, settle: float = 0.2) -> int:
         """Sum of ``http.response.written`` over responses logged after ``since_offset``.
 
+        HEAD responses are left out: distribution 2.8 logs the length of the error body it would
+        have written for a HEAD that fails (e.g. 94 for a 404 manifest), but nothing is sent.
         The registry writes a request's line just after the client got the last byte, so this waits
         until the log has not grown for ``settle`` seconds (at most 5 s) before reading it.
         """
@@ -452,5 +474,8 @@ class LocalRegistry:
                 if now == size:
                     break
                 size = now
-        return sum(response.written for response in self._iter_responses(since_offset))
-
+        return sum(
+            response.written
+            for response in self._iter_responses(since_offset)
+            if response.method != "HEAD"
+        )

@@ -200,7 +200,7 @@ class RegistryClient:
         if size <= self.monolithic_limit:
             body = b"".join(opener(0))
             self._send(
-                "PUT", location, params={"digest": str(digest)}, content=body, what=what,
+                "PUT", _with_digest(location, digest), content=body, what=what,
                 ok=(201,), headers={"Content-Type": "application/octet-stream"},
             )
             if progress:
@@ -238,7 +238,7 @@ class RegistryClient:
                 time.sleep(self._backoff * 2**failures)
                 location, offset = self._upload_status(location, what=what)
         self._send(
-            "PUT", location, params={"digest": str(digest)}, what=what, ok=(201,),
+            "PUT", _with_digest(location, digest), what=what, ok=(201,),
             headers={"Content-Length": "0"},
         )
 
@@ -409,6 +409,12 @@ class RegistryClient:
     ) -> httpx.Response:
         """Escape hatch for extension endpoints (referrers API): same auth, retries and errors."""
         return self._send(method, self._url(path), what=what, ok=ok, **kwargs)
+
+
+def _with_digest(location: str, digest: Digest) -> str:
+    """Add ``digest=`` to an upload URL, keeping its own query (``_state`` …): httpx's ``params=``
+    would replace the query instead of merging it."""
+    return str(httpx.URL(location).copy_merge_params({"digest": str(digest)}))
 
 
 class _Pushback:

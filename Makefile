@@ -1,0 +1,127 @@
+# ecr-oci — `make run` sets everything up and runs the demo; `make test` runs the tests.
+# Both work on a brand-new Debian machine: as root, `install` apt-get installs what is missing.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+.DELETE_ON_ERROR:
+MAKEFLAGS += --no-builtin-rules
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+ECR := $(BIN)/ecr-oci
+STATE_DIR := .run
+TOOLS_BIN := $(CURDIR)/.tools/bin
+
+# The demo: a registry on 127.0.0.1:$(PORT) (examples/hello-sensor's base image points at 5000).
+PORT ?= 5000
+REGISTRY := 127.0.0.1:$(PORT)
+DEMO_DIR := examples/hello-sensor
+DEMO_IMAGE ?= $(REGISTRY)/waggle/hello-sensor:0.1.0
+
+# Debian packages the dev environment and the integration tests run (podman's recommends bring
+# conmon, netavark, slirp4netns …; runc because crun fails without CAP_SYS_RESOURCE).
+APT_PACKAGES := docker-registry skopeo podman runc umoci busybox-static containerd zstd
+
+# Go tools the integration tests use as independent clients (built only where Go exists).
+ORAS_VERSION := v1.3.0
+CRANE_VERSION := v0.21.0
+GO := $(shell command -v go 2>/dev/null)
+GO_STAMPS := $(TOOLS_BIN)/.oras-$(ORAS_VERSION) $(TOOLS_BIN)/.crane-$(CRANE_VERSION)
+
+PYTEST_ARGS ?=
+
+.PHONY: help install system-packages venv go-tools run stop test lint bench lock clean
+
+help: ## Show this help
+	@echo "ecr-oci — the Edge Code Repository on a standard OCI registry"
+	@echo
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-16s %s\n", $$1, $$2}' \
+		$(MAKEFILE_LIST)
+
+install: system-packages venv go-tools ## Install system packages (apt-get, as root), the venv, oras and crane
+
+system-packages: ## apt-get install the programs the dev environment runs, if any is missing
+	@missing=""; \
+	for pkg in $(APT_PACKAGES); do \
+		status=$$(dpkg-query -W -f='$${Status}' "$$pkg" 2>/dev/null || true); \
+		[ "$$status" = "install ok installed" ] || missing="$$missing $$pkg"; \
+	done; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" != 0 ]; then \
+		echo "error: missing system packages:$$missing" >&2; \
+		echo "       install them as root: apt-get install$$missing" >&2; \
+		exit 1; \
+	fi; \
+	echo "installing system packages:$$missing"; \
+	export DEBIAN_FRONTEND=noninteractive; \
+	apt-get update -q; \
+	apt-get install -y -q $$missing </dev/null
+
+venv: $(VENV)/.stamp ## Create .venv from requirements.lock (rebuilt when the lock changes)
+
+$(VENV)/.stamp: requirements.lock pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --require-hashes \
+		-r requirements.lock
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
+	touch $@
+
+go-tools: ## Build oras and crane into .tools/bin (needs Go)
+ifeq ($(GO),)
+	@echo "warning: go not found: oras and crane are not built; the tests that use them fail" >&2
+else
+go-tools: $(GO_STAMPS)
+endif
+
+$(TOOLS_BIN)/.oras-$(ORAS_VERSION):
+	GOBIN=$(TOOLS_BIN) $(GO) install oras.land/oras/cmd/oras@$(ORAS_VERSION)
+	touch $@
+
+$(TOOLS_BIN)/.crane-$(CRANE_VERSION):
+	GOBIN=$(TOOLS_BIN) $(GO) install github.com/google/go-containerregistry/cmd/crane@$(CRANE_VERSION)
+	touch $@
+
+run: install ## Start a registry, build the base image, push examples/hello-sensor, run it with podman
+	$(ECR) dev registry start --port $(PORT) --state-dir $(STATE_DIR)
+	$(ECR) dev base-image --registry $(REGISTRY) --state-dir $(STATE_DIR)
+	$(ECR) push $(DEMO_DIR) --registry $(REGISTRY) --insecure
+	@echo
+	@echo "--- podman pull + run $(DEMO_IMAGE) ---"
+	$(ECR) dev podman --state-dir $(STATE_DIR) -- pull --quiet $(DEMO_IMAGE)
+	$(ECR) dev podman --state-dir $(STATE_DIR) -- run --rm $(DEMO_IMAGE)
+	@echo
+	@echo "The registry keeps running on $(REGISTRY) (state and log in $(STATE_DIR)/)."
+	@echo "Try:  $(ECR) inspect $(DEMO_IMAGE) --insecure"
+	@echo "Stop everything with: make stop"
+
+stop: ## Stop what `make run` started (the registry, by its recorded PID; podman containers)
+	@if [ ! -x $(ECR) ]; then echo "nothing to stop (no $(VENV))"; exit 0; fi; \
+	if [ -d $(STATE_DIR)/podman ]; then \
+		$(ECR) dev podman --state-dir $(STATE_DIR) -- rm --all --force >/dev/null || true; \
+	fi; \
+	$(ECR) dev registry stop --state-dir $(STATE_DIR)
+
+test: install ## Run the tests (unit, and integration against a real registry, podman, containerd)
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+lint: venv ## ruff check, ruff format --check, mypy --strict on the package
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy ecr_oci
+
+bench: install ## Run the benchmark (writes docs/benchmarks.md); not a test
+	$(BIN)/python -m benchmarks
+
+lock: ## Regenerate requirements.lock from pyproject.toml (uv, with hashes, for Python 3.11)
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	test -x $(BIN)/uv || $(BIN)/python -m pip install --quiet --disable-pip-version-check uv
+	$(BIN)/uv pip compile pyproject.toml --extra dev --generate-hashes -o requirements.lock \
+		--python-version 3.11
+
+clean: ## Stop the demo, then remove .venv, .tools, .run and caches
+	-@$(MAKE) --no-print-directory stop
+	rm -rf $(VENV) .tools $(STATE_DIR) .pytest_cache .mypy_cache .ruff_cache build dist
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +
+	find . -maxdepth 1 -name '*.egg-info' -exec rm -rf {} +

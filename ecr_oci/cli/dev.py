@@ -1,0 +1,221 @@
+"""``ecr-oci dev``: a local registry, a base image and a podman "node" for demos (``make run``).
+
+    $ ecr-oci dev registry start --port 5000          # background; state under .run/registry
+    $ ecr-oci dev base-image --registry 127.0.0.1:5000
+    $ ecr-oci dev podman -- run --rm 127.0.0.1:5000/base/busybox:1.36 -c 'echo hello'
+    $ ecr-oci dev registry stop
+
+A thin layer over :mod:`ecr_oci.devenv`, the same code the test fixtures use. Everything these
+commands start or store lives under ``--state-dir`` (default ``.run``, git-ignored), so
+``make stop`` and ``make clean`` find it again; a registry is stopped only by the PID it
+recorded, and only while that PID is still the ``docker-registry`` serving that state
+directory's config.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from ecr_oci.cli.main import cli
+from ecr_oci.devenv import (
+    DevEnvError,
+    LocalRegistry,
+    PodmanEnv,
+    build_busybox_base,
+    build_multiplatform_base,
+    require_program,
+)
+
+__all__ = ["dev"]
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+_STATE_DIR_HELP = "Folder for the dev environment's config, logs, storage and PIDs."
+
+
+def _state_dir_option(extra_help: str = "") -> Callable[[_F], _F]:
+    """The ``--state-dir`` option every dev command shares (default ``.run``)."""
+    return click.option(
+        "--state-dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=Path(".run"),
+        show_default=True,
+        help=_STATE_DIR_HELP + extra_help,
+    )
+
+
+def _registry_root(state_dir: Path) -> Path:
+    return state_dir / "registry"
+
+
+def _recorded_registry(state_dir: Path) -> LocalRegistry | None:
+    """The registry an earlier ``dev registry start`` recorded under ``state_dir``, if any."""
+    root = _registry_root(state_dir)
+    if not (root / "registry.json").exists():
+        return None
+    return LocalRegistry.attach(root)
+
+
+@cli.group()
+def dev() -> None:
+    """Local dev environment: a registry, a busybox base image, a podman node.
+
+    \b
+    Not for production: the registry listens on 127.0.0.1 over plain HTTP with no authentication.
+    `make run` uses these commands; `make stop` stops what they started.
+    """
+
+
+@dev.group()
+def registry() -> None:
+    """Run a CNCF distribution registry (docker-registry) on 127.0.0.1 in the background."""
+
+
+@registry.command("start")
+@click.option(
+    "--port", type=click.IntRange(1, 65535), default=5000, show_default=True, help="TCP port."
+)
+@_state_dir_option()
+def registry_start(port: int, state_dir: Path) -> None:
+    """Start a registry on 127.0.0.1:PORT that keeps running after this command.
+
+    Its config, log, storage and PID go under STATE_DIR/registry. Running it again while that
+    registry is up only prints where it is. Stop it with `ecr-oci dev registry stop`.
+    """
+    recorded = _recorded_registry(state_dir)
+    if recorded is not None and recorded.is_running():
+        if recorded.port != port:
+            raise DevEnvError(
+                f"a registry from {state_dir} already runs on {recorded.host} (pid "
+                f"{recorded.pid}); stop it first: ecr-oci dev registry stop --state-dir {state_dir}"
+            )
+        click.echo(f"registry already running on {recorded.host} (pid {recorded.pid})")
+        return
+    reg = LocalRegistry(_registry_root(state_dir), port=port)
+    reg.start(detach=True)
+    click.echo(f"registry running on {reg.host} (pid {reg.pid})")
+    click.echo(f"  storage: {reg.storage_dir}")
+    click.echo(f"  log:     {reg.log_path}")
+    click.echo(f"  stop:    ecr-oci dev registry stop --state-dir {state_dir}   (or: make stop)")
+
+
+@registry.command("stop")
+@_state_dir_option()
+def registry_stop(state_dir: Path) -> None:
+    """Stop the registry that `dev registry start` recorded under STATE_DIR.
+
+    Only the recorded PID is signalled (SIGTERM, then SIGKILL), and only while it is still a
+    docker-registry serving that config; stale state is removed. Stopping nothing is not an error.
+    """
+    recorded = _recorded_registry(state_dir)
+    if recorded is None:
+        click.echo(f"no registry recorded in {state_dir}")
+        return
+    if not recorded.is_running():
+        recorded.stop()  # forgets the stale state file
+        click.echo(f"registry from {state_dir} was not running (stale state removed)")
+        return
+    pid = recorded.pid
+    recorded.stop()
+    click.echo(f"registry on {recorded.host} (pid {pid}) stopped")
+
+
+@registry.command("status")
+@_state_dir_option()
+def registry_status(state_dir: Path) -> None:
+    """Say whether the recorded registry runs; exit status 1 when it does not."""
+    recorded = _recorded_registry(state_dir)
+    if recorded is None or not recorded.is_running():
+        click.echo(f"no registry running from {state_dir}")
+        sys.exit(1)
+    click.echo(f"registry running on {recorded.host} (pid {recorded.pid}), log {recorded.log_path}")
+
+
+@dev.command("base-image")
+@click.option(
+    "--registry",
+    "registry_host",
+    required=True,
+    metavar="HOST:PORT",
+    help="Registry to push to over plain HTTP, e.g. 127.0.0.1:5000.",
+)
+@click.option(
+    "--multiplatform",
+    is_flag=True,
+    help="Push an image index (linux/amd64 runnable + linux/arm64 marked twin) as base/multi.",
+)
+@click.option("--repository", default=None, help="Repository [base/busybox, or base/multi].")
+@click.option("--tag", default="1.36", show_default=True, help="Tag to push.")
+@click.option("--force", is_flag=True, help="Rebuild and push even if the tag exists.")
+@_state_dir_option(" The OCI layout is built in STATE_DIR/base-image.")
+def base_image(
+    registry_host: str,
+    multiplatform: bool,
+    repository: str | None,
+    tag: str,
+    force: bool,
+    state_dir: Path,
+) -> None:
+    """Build a busybox base image offline (busybox-static + umoci) and push it with skopeo.
+
+    Prints the pushed reference with its digest. Does nothing if the tag already exists (--force
+    rebuilds); the build is reproducible, so a rebuild gives the same digest.
+    """
+    workdir = state_dir / "base-image"
+    if multiplatform:
+        ref = build_multiplatform_base(
+            registry_host,
+            repository=repository or "base/multi",
+            tag=tag,
+            workdir=workdir / "multi",
+            force=force,
+        )
+    else:
+        ref = build_busybox_base(
+            registry_host,
+            repository=repository or "base/busybox",
+            tag=tag,
+            workdir=workdir / "single",
+            force=force,
+        )
+    click.echo(ref)
+
+
+@dev.command(
+    "podman",
+    context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False},
+)
+@click.option(
+    "--registry",
+    "registries",
+    multiple=True,
+    metavar="HOST:PORT",
+    help="Extra registry to reach over plain HTTP (the recorded dev registry always is).",
+)
+@_state_dir_option(" podman's storage is STATE_DIR/podman.")
+@click.argument("podman_args", nargs=-1, required=True, type=click.UNPROCESSED)
+def podman(registries: tuple[str, ...], state_dir: Path, podman_args: tuple[str, ...]) -> None:
+    """Run podman as a test "node" with its own storage and config (after `--`).
+
+    \b
+    Example:
+      ecr-oci dev podman -- run --rm 127.0.0.1:5000/waggle/hello-sensor:0.1.0
+
+    Uses runc, cgroupfs, file events and nofile/nproc ulimits of 1024 (what works on machines
+    without CAP_SYS_RESOURCE), and no network for containers. Exits with podman's status.
+    """
+    insecure = list(registries)
+    recorded = _recorded_registry(state_dir)
+    if recorded is not None and recorded.host not in insecure:
+        insecure.append(recorded.host)
+    env = PodmanEnv(state_dir / "podman", insecure_registries=insecure)
+    argv = env.command(podman_args)
+    argv[0] = require_program(argv[0])
+    # Output streams straight to the terminal: this is the demo's visible result.
+    sys.exit(subprocess.call(argv, env=env.process_env(), stdin=subprocess.DEVNULL))

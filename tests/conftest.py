@@ -1,0 +1,8 @@
+"""Test-wide configuration: the fixtures of ``tests/fixtures`` (see its docstring for the list)."""
+
+pytest_plugins = [
+    "tests.fixtures.tools",
+    "tests.fixtures.registry",
+    "tests.fixtures.images",
+    "tests.fixtures.nodes",
+]
