@@ -23,6 +23,7 @@ DEMO_IMAGE ?= $(REGISTRY)/waggle/hello-sensor:0.1.0
 # Debian packages the dev environment and the integration tests run (podman's recommends bring
 # conmon, netavark, slirp4netns …; runc because crun fails without CAP_SYS_RESOURCE).
 APT_PACKAGES := docker-registry skopeo podman runc umoci busybox-static containerd zstd
+POLICY_RC ?= /usr/sbin/policy-rc.d
 
 # Go tools the integration tests use as independent clients (built only where Go exists).
 ORAS_VERSION := v1.3.0
@@ -42,6 +43,8 @@ help: ## Show this help
 
 install: system-packages venv go-tools ## Install system packages (apt-get, as root), the venv, oras and crane
 
+# A policy-rc.d that says "no" (kept if the machine has one) stops apt from starting the packaged
+# services: Debian's docker-registry would listen on :5000 on every interface, in make run's way.
 system-packages: ## apt-get install the programs the dev environment runs, if any is missing
 	@missing=""; \
 	for pkg in $(APT_PACKAGES); do \
@@ -57,7 +60,13 @@ system-packages: ## apt-get install the programs the dev environment runs, if an
 	echo "installing system packages:$$missing"; \
 	export DEBIAN_FRONTEND=noninteractive; \
 	apt-get update -q; \
-	apt-get install -y -q $$missing </dev/null
+	policy=$(POLICY_RC); own_policy=""; \
+	if [ ! -e $$policy ]; then \
+		printf '#!/bin/sh\nexit 101\n' > $$policy; chmod 755 $$policy; own_policy=1; \
+	fi; \
+	rc=0; apt-get install -y -q $$missing </dev/null || rc=$$?; \
+	if [ -n "$$own_policy" ]; then rm -f $$policy; fi; \
+	exit $$rc
 
 venv: $(VENV)/.stamp ## Create .venv from requirements.lock (rebuilt when the lock changes)
 

@@ -248,7 +248,7 @@ def extract_layer(
     """
     if media_type_compression not in (None, "gzip", "zstd"):
         raise ValueError(f"unknown compression {media_type_compression!r}")
-    dest = Path(os.path.abspath(dest))
+    dest = dest.absolute()
     _check_dest(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     label = f"layer {expected_digest}" if expected_digest else "layer"

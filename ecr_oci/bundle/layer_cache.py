@@ -33,7 +33,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from ecr_oci.bundle.layers import LayerDigests, LayerPlan, default_level, measure
+from ecr_oci.bundle.layers import (
+    LayerDigests,
+    LayerPlan,
+    choose_compression,
+    default_level,
+    measure,
+)
 from ecr_oci.digest import Digest
 from ecr_oci.errors import InvalidReferenceError
 
@@ -49,7 +55,11 @@ CREATE TABLE IF NOT EXISTS layers (
     uncompressed_size INTEGER NOT NULL,
     compression TEXT,
     files INTEGER NOT NULL
-)
+);
+CREATE TABLE IF NOT EXISTS choices (
+    fingerprint TEXT PRIMARY KEY,
+    compression TEXT NOT NULL
+);
 """
 _CORRUPT = (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
 _BUSY_TIMEOUT_S = 10.0
@@ -94,6 +104,21 @@ class LayerCache:
             lambda db: db.execute("INSERT OR REPLACE INTO layers VALUES (?,?,?,?,?,?,?)", row)
         )
 
+    def get_choice(self, fingerprint: str) -> str | None:
+        """A stored :func:`~ecr_oci.bundle.layers.choose_compression` answer: gzip, zstd, none."""
+        row = self._run(
+            lambda db: db.execute(
+                "SELECT compression FROM choices WHERE fingerprint = ?", (fingerprint,)
+            ).fetchone()
+        )
+        value = None if row is None else row[0]
+        return value if value in ("gzip", "zstd", "none") else None
+
+    def put_choice(self, fingerprint: str, compression: str | None) -> None:
+        """Remember the compression chosen for the files behind ``fingerprint``."""
+        row = (fingerprint, compression or "none")
+        self._run(lambda db: db.execute("INSERT OR REPLACE INTO choices VALUES (?, ?)", row))
+
     def _run(self, action: Callable[[sqlite3.Connection], _T]) -> _T | None:
         """Run ``action`` in a transaction; ``None`` when the cache cannot be used.
 
@@ -124,7 +149,7 @@ class LayerCache:
             if not self._ready:
                 # WAL: readers never block the writer of another process (sqlite.org/wal.html).
                 db.execute("PRAGMA journal_mode=WAL")
-                db.execute(_SCHEMA)
+                db.executescript(_SCHEMA)
                 db.commit()
                 self._ready = True
         except BaseException:
@@ -191,3 +216,23 @@ def measure_cached(
     digests = measure(plan, compression=compression, level=level, epoch=epoch)
     cache.put(fingerprint, digests)
     return digests
+
+
+def choose_compression_cached(
+    plan: LayerPlan, cache: LayerCache | None, requested: str
+) -> str | None:
+    """:func:`~ecr_oci.bundle.layers.choose_compression`, remembering ``auto`` decisions.
+
+    Sampling a big model reads 12 MiB and compresses it (about 0.2 s); a no-op re-push should not
+    pay that again, so the answer is cached under the files' fingerprint like the digests are.
+    Raises what ``choose_compression`` raises; cache trouble never raises.
+    """
+    if cache is None or requested != "auto":
+        return choose_compression(plan, requested)
+    fingerprint = plan.fingerprint("auto", 0, 0)
+    stored = cache.get_choice(fingerprint)
+    if stored is not None:
+        return None if stored == "none" else stored
+    chosen = choose_compression(plan, requested)
+    cache.put_choice(fingerprint, chosen)
+    return chosen

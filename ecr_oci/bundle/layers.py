@@ -576,7 +576,7 @@ def measure(
 MIN_SAVING = 0.10
 _SAMPLE_SLICE = 4 << 20
 _SAMPLE_SLICES = 3
-_SMALL_LAYER = 1 << 20
+_SMALL_LAYER = 64 << 10
 
 
 def choose_compression(plan: LayerPlan, requested: str) -> str | None:
@@ -587,7 +587,7 @@ def choose_compression(plan: LayerPlan, requested: str) -> str | None:
     over the biggest files (all the data when it is smaller than that), are compressed with zlib
     level 1; if that saves less than :data:`MIN_SAVING` (10 %) the layer stays a plain tar, else
     it is ``gzip`` — not zstd, since every Docker, containerd and podman version pulls gzip layers.
-    Layers with less than 1 MiB of file data are always ``gzip``: too little to judge, and their tar
+    Layers with less than 64 KiB of file data are always ``gzip``: too little to judge, and their tar
     headers and padding compress well.
 
     Raises ``ValueError`` for an unknown value, ``BundleSpecError`` when a file vanished.

@@ -119,7 +119,7 @@ def pull_bundle(
                 client, resolved.reference.repository, descriptor, record.path, record.target,
                 staging, progress,
             )
-        spec = resolved.config.spec.model_dump(mode="json", by_alias=True, exclude_none=True)
+        spec = resolved.config.spec.to_json()
         (staging / "ecr.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
         if output.exists():
             output.rmdir()

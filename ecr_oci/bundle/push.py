@@ -302,7 +302,7 @@ def _push_platform_images(
     created: str,
 ) -> list[tuple[Platform, RawManifest]]:
     """For each selected platform: copy base layers, push config, push the manifest by digest."""
-    requested = [Platform.parse(p) for p in spec.runtime.platforms]
+    requested = spec.platform_list() or []
     if base_raw.is_index:
         entries = select_platforms(base_raw.as_index(), requested, base=str(base_ref))
         bases = [
@@ -328,9 +328,12 @@ def _push_platform_images(
         if layer.role in ("model", "code")
     ]
     labels = _image_labels(spec, base_ref, base_raw.digest, created)
+    # inputs reach the code as environment variables (INTERVAL for input ``interval``); the image
+    # carries their defaults so a plain ``podman run`` works, and a node overrides them with -e
+    defaults = {i.env_name: _env_text(i.default) for i in spec.inputs if i.default is not None}
     settings = RuntimeSettings(
         entrypoint=spec.runtime.entrypoint, cmd=spec.runtime.cmd,
-        env=dict(spec.runtime.env), workdir=spec.runtime.workdir,
+        env={**defaults, **spec.runtime.env}, workdir=spec.runtime.workdir,
     )
     images = []
     for platform, raw in bases:
@@ -475,6 +478,10 @@ def _image_annotations(
         "org.opencontainers.image.base.name": str(base_ref),
         "org.opencontainers.image.base.digest": str(base_digest),
     }
+
+
+def _env_text(value: object) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 def _rfc3339(epoch: int) -> str:

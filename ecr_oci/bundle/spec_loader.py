@@ -277,8 +277,7 @@ def _from_pydantic(detail: ErrorDetails, index: _YamlIndex) -> BundleSpecError:
         text = written if written is not None else str(value)
         kind_name = {"bool": "a bool", "int": "an int", "float": "a float"}[type(value).__name__]
         message = (
-            f"expected text but YAML reads {text} as {kind_name}; "
-            f'put the value in quotes: "{text}"'
+            f'expected text but YAML reads {text} as {kind_name}; put the value in quotes: "{text}"'
         )
     elif kind == "string_type":
         message = f"expected text, got {shown}"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Never
+
 from tqdm import tqdm
 
 
@@ -13,7 +15,7 @@ class BarProgress:
 
     def __init__(self, *, enabled: bool = True) -> None:
         self._enabled = enabled
-        self._bar: tqdm[None] | None = None
+        self._bar: tqdm[Never] | None = None
 
     def start(self, label: str, total: int) -> None:
         self.finish()

@@ -286,31 +286,33 @@ class LocalRegistry:
         self.write_config()
         argv = [program, "serve", str(self.config_path)]
         env = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRY_")}
-        with self.log_path.open("ab") as log:
-            if detach:
-                launcher = subprocess.run(
-                    [
-                        "/bin/sh",
-                        "-c",
-                        'log=$1; shift; "$@" >>"$log" 2>&1 </dev/null & echo $!',
-                        "sh",
-                        str(self.log_path),
-                        *argv,
-                    ],
-                    env=env,
-                    stdin=subprocess.DEVNULL,
-                    capture_output=True,
-                    text=True,
-                    start_new_session=True,
-                    check=True,
-                )
-                self._proc = None
-                self._pid = int(launcher.stdout.strip())
-            else:
+        if detach:
+            # The shell starts the registry in the background and exits at once: the registry is
+            # then nobody's child here (no zombie, no ResourceWarning) and has its own session.
+            launcher = subprocess.run(
+                [
+                    "/bin/sh",
+                    "-c",
+                    'log=$1; shift; "$@" >>"$log" 2>&1 </dev/null & echo $!',
+                    "sh",
+                    str(self.log_path),
+                    *argv,
+                ],
+                env=env,
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                text=True,
+                start_new_session=True,
+                check=True,
+            )
+            self._proc = None
+            self._pid = int(launcher.stdout.strip())
+        else:
+            with self.log_path.open("ab") as log:
                 self._proc = subprocess.Popen(
                     argv, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log
                 )
-                self._pid = self._proc.pid
+            self._pid = self._proc.pid
         self._write_state()
         try:
             self.wait_ready()

@@ -11,11 +11,12 @@ library does not give us: the wire protocol with streaming, resumable uploads. R
 
 Errors: every failure is a :class:`~ecr_oci.errors.RegistryError` (``NotFound``/``AuthError``
 subclasses) with the registry's error codes and a redacted URL. Only temporary failures (connection
-errors, 429, 502–504, ``TOOMANYREQUESTS``/``UNAVAILABLE``) are retried, a few times with short backoff.
+errors, 429, 502-504, ``TOOMANYREQUESTS``/``UNAVAILABLE``) are retried, a few times with short backoff.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
@@ -252,10 +253,9 @@ class RegistryClient:
         return self._location(response, fallback=location), offset
 
     def _cancel_upload(self, response: httpx.Response) -> None:
-        try:
+        # an abandoned session expires on its own: a failed cancel is nothing to report
+        with contextlib.suppress(httpx.HTTPError):
             self._http.delete(self._location(response))
-        except httpx.HTTPError:
-            pass  # an abandoned session expires on its own; nothing to report
 
     def _location(self, response: httpx.Response, fallback: str | None = None) -> str:
         location = response.headers.get("Location")

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import os
 import socket
-import subprocess
 import threading
 import time
-from pathlib import Path
 
 import httpx
 import pytest
@@ -133,7 +131,7 @@ def test_unresponsive_registry_times_out_with_a_clear_error():
         host = f"127.0.0.1:{server.getsockname()[1]}"
         client = RegistryClient(host, insecure=True, timeout=0.5, retries=1, backoff=0.01)
         started = time.monotonic()
-        with pytest.raises(RegistryError, match="cannot reach the registry .*ReadTimeout"):
+        with pytest.raises(RegistryError, match=r"cannot reach the registry .*ReadTimeout"):
             client.ping()
         assert time.monotonic() - started < 5
 

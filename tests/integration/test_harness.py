@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ecr_oci.devenv import LocalRegistry
+from ecr_oci.devenv import LocalRegistry, free_port
 from ecr_oci.devenv.registry import _parse_log_line
 
 pytestmark = pytest.mark.integration
@@ -190,7 +190,7 @@ def test_dev_cli_starts_and_stops_a_background_registry(tmp_path: Path) -> None:
             capture_output=True, text=True, timeout=60, check=False,
         )  # fmt: skip
 
-    port = str(LocalRegistry(tmp_path / "unused").port)
+    port = str(free_port())
     started = dev("registry", "start", "--port", port)
     try:
         assert started.returncode == 0, started.stderr

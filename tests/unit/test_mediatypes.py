@@ -1,4 +1,4 @@
-"""The ``mediatypes/`` folder against the ``MediaType`` enum, and every example against its schema."""
+"""`mediatypes/` held against the `MediaType` enum; every example against its schema."""
 
 from __future__ import annotations
 
@@ -48,7 +48,7 @@ def errors(short: str, document: Any) -> list[str]:
 
 
 def test_spec_folder_is_the_source_checkout() -> None:
-    assert FOLDER == Path(__file__).resolve().parents[2] / "mediatypes"
+    assert Path(__file__).resolve().parents[2] / "mediatypes" == FOLDER
     assert (FOLDER / "README.md").is_file()
 
 

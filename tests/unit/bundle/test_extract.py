@@ -312,3 +312,12 @@ def test_truncated_or_garbage_streams_are_refused(tmp_path: Path, compression: s
         with pytest.raises(UnsafeArchiveError, match="not a valid"):
             extract_layer([broken], tmp_path / "o", media_type_compression=compression)
         assert leftovers(tmp_path) == []
+
+
+def test_missing_parent_directories_are_created(tmp_path: Path) -> None:
+    tar = make_tar([dir_("a/b/c"), file_("x/y/z.txt", b"z")])
+    dest = tmp_path / "o"
+    extract_layer([tar], dest, media_type_compression=None)
+    assert (dest / "a/b/c").is_dir()
+    assert (dest / "x/y/z.txt").read_bytes() == b"z"
+    assert stat.S_IMODE((dest / "a/b/c").stat().st_mode) == 0o755

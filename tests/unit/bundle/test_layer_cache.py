@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from ecr_oci.bundle.layer_cache import LayerCache, measure_cached
+from ecr_oci.bundle.layer_cache import LayerCache, choose_compression_cached, measure_cached
 from ecr_oci.bundle.layers import LayerDigests, measure, scan
 from ecr_oci.digest import Digest
 
@@ -152,3 +152,23 @@ def test_concurrent_processes_share_the_cache(tmp_path: Path) -> None:
         assert p.exitcode == 0
     cache = LayerCache(path)
     assert all(cache.get(f"{i:064x}") == sample_digests(i) for i in range(200))
+
+
+def test_auto_compression_choice_is_cached(tmp_path: Path) -> None:
+    src = tmp_path / "model"
+    src.mkdir()
+    weights = src / "w.bin"
+    weights.write_bytes(os.urandom(2 << 20))
+    cache = LayerCache(tmp_path / "layers.db")
+    assert choose_compression_cached(scan(src, target="/m"), cache, "auto") is None
+
+    # Same stat, compressible content now: the cached answer comes back without sampling.
+    st = weights.stat()
+    weights.write_bytes(b"\x00" * (2 << 20))
+    os.utime(weights, ns=(st.st_atime_ns, st.st_mtime_ns))
+    plan = scan(src, target="/m")
+    assert choose_compression_cached(plan, cache, "auto") is None
+    assert choose_compression_cached(plan, None, "auto") == "gzip"
+    assert choose_compression_cached(plan, cache, "zstd") == "zstd"
+    os.utime(weights, ns=(st.st_atime_ns, st.st_mtime_ns + 1))
+    assert choose_compression_cached(scan(src, target="/m"), cache, "auto") == "gzip"

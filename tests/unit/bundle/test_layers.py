@@ -407,3 +407,18 @@ def test_memory_stays_flat_for_a_large_layer(tmp_path: Path) -> None:
     )
     growth = int(out.stdout.strip())
     assert growth < 50 << 20, f"peak RSS grew by {growth / 2**20:.1f} MiB"
+
+
+def test_symlink_loop_is_refused(tmp_path: Path) -> None:
+    src = tmp_path / "a"
+    src.mkdir()
+    (src / "x").symlink_to("y")
+    (src / "y").symlink_to("x")
+    with pytest.raises(BundleSpecError, match="symlink loop"):
+        scan(src, target="/app")
+
+
+def test_exclude_ignores_leading_and_trailing_slashes(tmp_path: Path) -> None:
+    src = make_tree(tmp_path / "a")
+    plan = scan(src, target="/app", exclude=["/sub/", "*.pyc", "link"])
+    assert [e.arcname for e in plan.entries] == ["app", "app/lib.py", "app/run.sh"]

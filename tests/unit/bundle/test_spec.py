@@ -84,7 +84,9 @@ def load_error(directory: Path) -> BundleSpecError:
     return info.value
 
 
-def assert_names(err: BundleSpecError, directory: Path, line: int | None, field: str | None) -> None:
+def assert_names(
+    err: BundleSpecError, directory: Path, line: int | None, field: str | None
+) -> None:
     """The message names the file, the line and the field, in the ``file:line: field:`` form."""
     path = str(directory / "ecr.yaml")
     assert (err.file, err.line, err.field) == (path, line, field), str(err)
@@ -239,7 +241,10 @@ def test_platforms_refused(text: str, says: str) -> None:
     ("remote", "url"),
     [
         ("https://github.com/waggle-sensor/p.git", "https://github.com/waggle-sensor/p.git"),
-        ("https://user:tok3n@github.com/waggle-sensor/p.git", "https://github.com/waggle-sensor/p.git"),
+        (
+            "https://user:tok3n@github.com/waggle-sensor/p.git",
+            "https://github.com/waggle-sensor/p.git",
+        ),
         ("https://tok3n@gitlab.example.org:8443/g/p", "https://gitlab.example.org:8443/g/p"),
         ("http://git.local/p.git?private_token=x#f", "http://git.local/p.git"),
         ("git@github.com:waggle-sensor/p.git", "https://github.com/waggle-sensor/p.git"),
@@ -256,14 +261,16 @@ def test_clean_remote_url(remote: str, url: str | None) -> None:
 
 # --- every error class, with file, line and field ---------------------------------------------
 
+# fmt: off
 ERRORS = [
     # (id, old, new, line, field, message fragment)
     # wrong types
     ("version-float", "version: 0.1.0", "version: 1.0", 6, "metadata.version", 'quotes: "1.0"'),
     ("namespace-int", "namespace: waggle", "namespace: 123", 4, "metadata.namespace", "as an int"),
-    ("authors-str", "  authors:\n    - name: Ada Lovelace\n      email: ada@example.org\n"
-     "      orcid: 0000-0002-1825-0097\n", "  authors: Ada\n", 8, "metadata.authors",
-     "expected a list"),
+    ("authors-str",
+     "  authors:\n    - name: Ada Lovelace\n      email: ada@example.org\n"
+     "      orcid: 0000-0002-1825-0097\n",
+     "  authors: Ada\n", 8, "metadata.authors", "expected a list"),
     ("metadata-list", "metadata:\n", "metadata: [a]\nmetadatx:\n", 3, "metadata",
      "expected a mapping"),
     ("entrypoint-str", '["/bin/sh", "/app/run.sh"]', "/bin/sh", 18, "runtime.entrypoint",
@@ -274,7 +281,7 @@ ERRORS = [
      "must be 'none', 'optional' or 'required', got 'maybe'"),
     ("gpu-yaml-bool", "gpu: none", "gpu: yes", 23, "runtime.resources.gpu",
      "got yes (which YAML reads as True)"),
-    ("code-str", "code: {path: src, target: /app, exclude: [\"*.pyc\"], compression: gzip}",
+    ("code-str", 'code: {path: src, target: /app, exclude: ["*.pyc"], compression: gzip}',
      "code: src", 29, "code", "expected a mapping"),
     ("platforms-str", "platforms: [linux/amd64, linux/arm/v7]", "platforms: linux/amd64", 17,
      "runtime.platforms", "expected a list"),
@@ -291,8 +298,9 @@ ERRORS = [
     ("keyword-empty", "keywords: [example]", 'keywords: [""]', 13, "metadata.keywords[0]",
      "must not be empty"),
     # unknown keys, top level, nested, in a list item
-    ("unknown-top", "profile: {path: profile.json}\n", "profile: {path: profile.json}\ncolour: red\n",
-     33, "colour", "unknown key 'colour'; allowed here: apiVersion, kind, metadata"),
+    ("unknown-top", "profile: {path: profile.json}\n",
+     "profile: {path: profile.json}\ncolour: red\n", 33, "colour",
+     "unknown key 'colour'; allowed here: apiVersion, kind, metadata"),
     ("unknown-nested", "  license: MIT", "  licence: MIT", 12, "metadata.licence",
      "did you mean 'license'?"),
     ("unknown-deep", "gpu: none}", "gpu: none, disk: 1Gi}", 23, "runtime.resources.disk",
@@ -305,8 +313,8 @@ ERRORS = [
      "required key 'description' is missing"),
     ("missing-entrypoint", '  entrypoint: ["/bin/sh", "/app/run.sh"]\n', "", 15,
      "runtime.entrypoint", "required key 'entrypoint'"),
-    ("missing-code", "code: {path: src, target: /app, exclude: [\"*.pyc\"], compression: gzip}\n",
-     "", 1, "code", "required key 'code' is missing"),
+    ("missing-code", 'code: {path: src, target: /app, exclude: ["*.pyc"], compression: gzip}\n', "",
+     1, "code", "required key 'code' is missing"),
     ("empty-entrypoint", '["/bin/sh", "/app/run.sh"]', "[]", 18, "runtime.entrypoint",
      "at least one item"),
     # identity
@@ -333,8 +341,8 @@ ERRORS = [
     ("name-leading-dash", "name: hello-sensor", "name: -hello", 5, "metadata.name",
      "starting with a letter or digit"),
     # people and links
-    ("email", "email: ada@example.org", "email: ada-at-example", 10,
-     "metadata.authors[0].email", "not an e-mail address"),
+    ("email", "email: ada@example.org", "email: ada-at-example", 10, "metadata.authors[0].email",
+     "not an e-mail address"),
     ("orcid-format", "orcid: 0000-0002-1825-0097", "orcid: https://orcid.org/0000-0002-1825-0097",
      11, "metadata.authors[0].orcid", "not an ORCID iD"),
     ("orcid-checksum", "orcid: 0000-0002-1825-0097", "orcid: 0000-0002-1825-0098", 11,
@@ -351,12 +359,12 @@ ERRORS = [
      "  homepage: https://example.org/hello\n  source: {commit: abc123}", 15,
      "metadata.source.commit", "not a full git commit id"),
     # runtime
-    ("base-no-host", "base: 127.0.0.1:5000/base/busybox:1.36", "base: busybox", 16,
-     "runtime.base", "must start with a registry host"),
+    ("base-no-host", "base: 127.0.0.1:5000/base/busybox:1.36", "base: busybox", 16, "runtime.base",
+     "must start with a registry host"),
     ("base-upper", "base: 127.0.0.1:5000/base/busybox:1.36",
      "base: 127.0.0.1:5000/Base/busybox:1.36", 16, "runtime.base", "invalid repository"),
-    ("platform-arch", "[linux/amd64, linux/arm/v7]", "[linux/x86_64]", 17,
-     "runtime.platforms[0]", "write linux/amd64"),
+    ("platform-arch", "[linux/amd64, linux/arm/v7]", "[linux/x86_64]", 17, "runtime.platforms[0]",
+     "write linux/amd64"),
     ("platform-shape", "[linux/amd64, linux/arm/v7]", "[linux/amd64, amd64]", 17,
      "runtime.platforms[1]", "not os/architecture"),
     ("platform-twice", "[linux/amd64, linux/arm/v7]", "[linux/amd64, linux/amd64]", 17,
@@ -391,6 +399,7 @@ ERRORS = [
     ("model-compression", "compression: auto}", "compression: lz4}", 30, "model.compression",
      "'auto', 'none', 'gzip' or 'zstd'"),
 ]
+# fmt: on
 
 
 @pytest.mark.parametrize(
@@ -398,9 +407,7 @@ ERRORS = [
     [case[1:] for case in ERRORS],
     ids=[case[0] for case in ERRORS],
 )
-def test_spec_error(
-    tmp_path: Path, old: str, new: str, line: int, field: str, says: str
-) -> None:
+def test_spec_error(tmp_path: Path, old: str, new: str, line: int, field: str, says: str) -> None:
     directory = make_bundle(tmp_path, replaced(old, new))
     err = load_error(directory)
     assert_names(err, directory, line, field)
@@ -443,7 +450,9 @@ def test_two_documents_are_an_error(tmp_path: Path) -> None:
 
 
 def test_duplicate_key_names_both_lines(tmp_path: Path) -> None:
-    directory = make_bundle(tmp_path, replaced("  license: MIT", "  license: MIT\n  version: 0.2.0"))
+    directory = make_bundle(
+        tmp_path, replaced("  license: MIT", "  license: MIT\n  version: 0.2.0")
+    )
     err = load_error(directory)
     assert_names(err, directory, 13, "metadata.version")
     assert "appears twice (first on line 6)" in err.message
@@ -704,7 +713,8 @@ def test_fully_declared_source_is_not_touched(repo: Path) -> None:
     commit = "a" * 40
     text = replaced(
         "  homepage: https://example.org/hello",
-        f"  homepage: https://example.org/hello\n  source: {{url: https://e.org/r, commit: {commit}}}",
+        "  homepage: https://example.org/hello\n"
+        f"  source: {{url: https://e.org/r, commit: {commit}}}",
     )
     (repo / "ecr.yaml").write_text(text)
     source = load_spec(repo).spec.metadata.source
