@@ -297,9 +297,7 @@ def _check_dest(dest: Path) -> None:
         raise Error(f"{dest} already exists and is not empty; choose another output directory")
 
 
-def _verify(
-    source: _ChunkReader, expected: Digest, label: str, dest: Path, cause: Exception | None
-) -> None:
+def _verify(source: _ChunkReader, expected: Digest, label: str, dest: Path, cause: Exception | None) -> None:
     actual = source.digest
     if actual != expected:
         raise DigestMismatchError(
@@ -353,8 +351,7 @@ def _extract_stream(
                 writer.entries += 1
                 if writer.entries > max_entries:
                     raise UnsafeArchiveError(
-                        f"{label}: more than {max_entries} entries; refusing it as a possible "
-                        "archive bomb"
+                        f"{label}: more than {max_entries} entries; refusing it as a possible archive bomb"
                     )
                 writer.add(member, tf)
         # Read to the end: the end-of-archive padding, the gzip trailer (its CRC is checked), and
@@ -378,9 +375,7 @@ def _extract_stream(
 class _Writer:
     """Checks and writes one entry at a time into the private directory ``root``."""
 
-    def __init__(
-        self, root: Path, *, label: str, prefix: tuple[str, ...], max_total_bytes: int
-    ) -> None:
+    def __init__(self, root: Path, *, label: str, prefix: tuple[str, ...], max_total_bytes: int) -> None:
         self.root = root
         self.label = label
         self.prefix = prefix
@@ -467,9 +462,7 @@ class _Writer:
                 )
             self._write_file(member, tf, path, 0o644 if safe.mode is None else safe.mode)
 
-    def _write_file(
-        self, member: tarfile.TarInfo, tf: tarfile.TarFile, path: Path, mode: int
-    ) -> None:
+    def _write_file(self, member: tarfile.TarInfo, tf: tarfile.TarFile, path: Path, mode: int) -> None:
         reader = tf.extractfile(member)
         assert reader is not None
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -496,13 +489,9 @@ class _Writer:
             except FileNotFoundError:
                 return
             if stat.S_ISLNK(st.st_mode):
-                raise self._refuse(
-                    member, f"goes through the symlink {current.relative_to(self.root)}"
-                )
+                raise self._refuse(member, f"goes through the symlink {current.relative_to(self.root)}")
             if not stat.S_ISDIR(st.st_mode):
-                raise self._refuse(
-                    member, f"goes through {current.relative_to(self.root)}, not a directory"
-                )
+                raise self._refuse(member, f"goes through {current.relative_to(self.root)}, not a directory")
 
     def _check_symlink(self, member: tarfile.TarInfo, parts: tuple[str, ...], text: str) -> None:
         if text.startswith("/") or "\x00" in text:

@@ -100,9 +100,7 @@ class LayerCache:
             digests.compression,
             digests.files,
         )
-        self._run(
-            lambda db: db.execute("INSERT OR REPLACE INTO layers VALUES (?,?,?,?,?,?,?)", row)
-        )
+        self._run(lambda db: db.execute("INSERT OR REPLACE INTO layers VALUES (?,?,?,?,?,?,?)", row))
 
     def get_choice(self, fingerprint: str) -> str | None:
         """A stored :func:`~ecr_oci.bundle.layers.choose_compression` answer: gzip, zstd, none."""
@@ -218,9 +216,7 @@ def measure_cached(
     return digests
 
 
-def choose_compression_cached(
-    plan: LayerPlan, cache: LayerCache | None, requested: str
-) -> str | None:
+def choose_compression_cached(plan: LayerPlan, cache: LayerCache | None, requested: str) -> str | None:
     """:func:`~ecr_oci.bundle.layers.choose_compression`, remembering ``auto`` decisions.
 
     Sampling a big model reads 12 MiB and compresses it (about 0.2 s); a no-op re-push should not

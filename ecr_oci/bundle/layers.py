@@ -136,11 +136,7 @@ class LayerPlan:
         h.update(_canonical(head))
         for e in self.entries:
             h.update(b"\n")
-            h.update(
-                _canonical(
-                    [e.arcname, e.kind, e.mode, e.size, e.mtime_ns, e.ino, e.dev, e.linkname]
-                )
-            )
+            h.update(_canonical([e.arcname, e.kind, e.mode, e.size, e.mtime_ns, e.ino, e.dev, e.linkname]))
         return h.hexdigest()
 
 
@@ -174,9 +170,7 @@ def default_level(compression: str | None, level: int | None = None) -> int:
         return DEFAULT_LEVELS[compression]
     if level not in _LEVEL_RANGES[compression]:
         allowed = _LEVEL_RANGES[compression]
-        raise ValueError(
-            f"{compression} level {level} out of range {allowed.start}..{allowed.stop - 1}"
-        )
+        raise ValueError(f"{compression} level {level} out of range {allowed.start}..{allowed.stop - 1}")
     return level
 
 
@@ -220,9 +214,7 @@ def scan(source: Path, *, target: str, exclude: Sequence[str] = ()) -> LayerPlan
         arcname = f"{prefix}/{source.name}" if prefix else source.name
         entries.append(_file_entry(source, root_stat, arcname))
     else:
-        raise BundleSpecError(
-            f"{source} is neither a directory nor a regular file", file=str(source)
-        )
+        raise BundleSpecError(f"{source} is neither a directory nor a regular file", file=str(source))
 
     entries.sort(key=lambda e: e.arcname)
     size = sum(e.header_size + _padded(e.size) for e in entries)
@@ -252,9 +244,7 @@ def _walk(source: Path, patterns: Sequence[str]) -> Iterator[tuple[str, Path, os
                 stack.append((rel, path))
 
 
-def _entry_for(
-    path: Path, st: os.stat_result, arcname: str, source: Path, root_real: Path
-) -> LayerEntry:
+def _entry_for(path: Path, st: os.stat_result, arcname: str, source: Path, root_real: Path) -> LayerEntry:
     mode = st.st_mode
     if stat.S_ISDIR(mode):
         return _make_entry(arcname, "dir", 0o755)
@@ -262,9 +252,7 @@ def _entry_for(
         return _file_entry(path, st, arcname)
     if stat.S_ISLNK(mode):
         return _make_entry(arcname, "symlink", 0o777, linkname=_link_text(path, source, root_real))
-    what = (
-        "a FIFO" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "a device node"
-    )
+    what = "a FIFO" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "a device node"
     raise BundleSpecError(
         f"{path} is {what}; a bundle can only hold regular files, directories and symlinks "
         "(remove it or exclude it)",

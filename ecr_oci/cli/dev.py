@@ -78,9 +78,7 @@ def registry() -> None:
 
 
 @registry.command("start")
-@click.option(
-    "--port", type=click.IntRange(1, 65535), default=5000, show_default=True, help="TCP port."
-)
+@click.option("--port", type=click.IntRange(1, 65535), default=5000, show_default=True, help="TCP port.")
 @_state_dir_option()
 def registry_start(port: int, state_dir: Path) -> None:
     """Start a registry on 127.0.0.1:PORT that keeps running after this command.
@@ -167,23 +165,15 @@ def base_image(
     Prints the pushed reference with its digest. Does nothing if the tag already exists (--force
     rebuilds); the build is reproducible, so a rebuild gives the same digest.
     """
-    workdir = state_dir / "base-image"
-    if multiplatform:
-        ref = build_multiplatform_base(
-            registry_host,
-            repository=repository or "base/multi",
-            tag=tag,
-            workdir=workdir / "multi",
-            force=force,
-        )
-    else:
-        ref = build_busybox_base(
-            registry_host,
-            repository=repository or "base/busybox",
-            tag=tag,
-            workdir=workdir / "single",
-            force=force,
-        )
+    build = build_multiplatform_base if multiplatform else build_busybox_base
+    kind = "multi" if multiplatform else "busybox"
+    ref = build(
+        registry_host,
+        repository=repository or f"base/{kind}",
+        tag=tag,
+        workdir=state_dir / "base-image" / kind,
+        force=force,
+    )
     click.echo(ref)
 
 

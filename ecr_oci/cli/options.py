@@ -46,19 +46,34 @@ class RegistryOptions:
             merged.update(load_docker_config(path))
         return merged
 
-    def connector(self) -> Callable[[str], RegistryClient]:
-        """``connect(host)`` for the library: one client per host, credentials from the files."""
-        credentials = self.credentials()
-        clients: dict[str, RegistryClient] = {}
+    def connector(self) -> Connector:
+        return Connector(insecure=self.insecure, credentials=self.credentials())
 
-        def connect(host: str) -> RegistryClient:
-            if host not in clients:
-                clients[host] = RegistryClient(
-                    host, insecure=self.insecure, credentials=credentials.get(host)
-                )
-            return clients[host]
 
-        return connect
+class Connector:
+    """``connect(host)`` for the library: one client per host, credentials from the auth files.
+
+    A context manager so every HTTP connection is closed when the command ends.
+    """
+
+    def __init__(self, *, insecure: bool, credentials: dict[str, Credentials]) -> None:
+        self._insecure = insecure
+        self._credentials = credentials
+        self._clients: dict[str, RegistryClient] = {}
+
+    def __call__(self, host: str) -> RegistryClient:
+        if host not in self._clients:
+            self._clients[host] = RegistryClient(
+                host, insecure=self._insecure, credentials=self._credentials.get(host)
+            )
+        return self._clients[host]
+
+    def __enter__(self) -> Connector:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for client in self._clients.values():
+            client.close()
 
 
 def registry_options(command: F) -> F:
@@ -72,10 +87,6 @@ def registry_options(command: F) -> F:
         help="Talk plain HTTP to the registry (local test registries such as 127.0.0.1:5000).",
     )(command)
     return command
-
-
-def build_registry_options(insecure: bool, authfile: Path | None) -> RegistryOptions:
-    return RegistryOptions(insecure=insecure, authfile=authfile)
 
 
 def source_date_epoch() -> int:

@@ -60,10 +60,11 @@ def push(
     """
     options = RegistryOptions(insecure=insecure, authfile=authfile)
     cache = None if no_cache else LayerCache(default_cache_path())
-    result = push_bundle(
-        directory, registry=registry, connect=options.connector(), force=force,
-        epoch=source_date_epoch(), cache=cache, progress=BarProgress(enabled=not as_json),
-    )
+    with options.connector() as connect:
+        result = push_bundle(
+            directory, registry=registry, connect=connect, force=force,
+            epoch=source_date_epoch(), cache=cache, progress=BarProgress(enabled=not as_json),
+        )
     if as_json:
         echo_json(result.to_json_obj())
         return
@@ -104,9 +105,9 @@ def pull(
         raise click.BadParameter(f"unknown role(s) {', '.join(sorted(unknown))}; use "
                                  f"{', '.join(ROLES)}", param_hint="--only")
     ref = Reference.parse(reference)
-    client = RegistryOptions(insecure=insecure, authfile=authfile).connector()(ref.registry)
     bar = BarProgress(enabled=not as_json)
-    result = pull_bundle(client, ref, output, only=roles, progress=bar.advance)
+    with RegistryOptions(insecure=insecure, authfile=authfile).connector() as connect:
+        result = pull_bundle(connect(ref.registry), ref, output, only=roles, progress=bar.advance)
     bar.finish()
     if as_json:
         echo_json(result.to_json_obj())
@@ -128,8 +129,8 @@ def inspect(reference: str, as_json: bool, insecure: bool, authfile: Path | None
       ecr-oci inspect 127.0.0.1:5000/waggle/hello-sensor:0.1.0 --insecure
     """
     ref = Reference.parse(reference)
-    client = RegistryOptions(insecure=insecure, authfile=authfile).connector()(ref.registry)
-    found = inspect_reference(client, ref)
+    with RegistryOptions(insecure=insecure, authfile=authfile).connector() as connect:
+        found = inspect_reference(connect(ref.registry), ref)
     if as_json:
         echo_json(found.to_json_obj())
         return

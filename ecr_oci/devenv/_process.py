@@ -18,6 +18,8 @@ import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from types import TracebackType
+from typing import Self
 
 from ecr_oci.errors import Error
 
@@ -25,6 +27,7 @@ __all__ = [
     "CommandError",
     "DevEnvError",
     "MissingProgramError",
+    "Service",
     "pid_alive",
     "pid_cmdline",
     "require_program",
@@ -161,9 +164,7 @@ def wait_for(predicate: Callable[[], bool], *, timeout: float, interval: float =
         time.sleep(interval)
 
 
-def terminate_pid(
-    pid: int, *, timeout: float = 10.0, proc: subprocess.Popen[bytes] | None = None
-) -> None:
+def terminate_pid(pid: int, *, timeout: float = 10.0, proc: subprocess.Popen[bytes] | None = None) -> None:
     """Stop ``pid``: SIGTERM, then SIGKILL once ``timeout`` seconds pass.
 
     When the caller holds the :class:`subprocess.Popen` (the process is our child), it is waited on
@@ -197,3 +198,24 @@ def tail(path: Path, lines: int = 20) -> str:
     except OSError:
         return ""
     return "\n".join(text.splitlines()[-lines:])
+
+
+class Service:
+    """A program the dev environment starts and stops; ``with`` starts it and always stops it."""
+
+    def start(self) -> Self:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()

@@ -81,9 +81,7 @@ def _scheme(insecure: bool) -> str:
     return "http" if insecure else "https"
 
 
-def _existing_digest(
-    registry_host: str, repository: str, tag: str, *, insecure: bool
-) -> str | None:
+def _existing_digest(registry_host: str, repository: str, tag: str, *, insecure: bool) -> str | None:
     """Digest of ``repository:tag`` when the registry has it, else None."""
     url = f"{_scheme(insecure)}://{registry_host}/v2/{repository}/manifests/{tag}"
     try:
@@ -100,9 +98,7 @@ def _existing_digest(
     return str(digest)
 
 
-def _make_rootfs(
-    rootfs: Path, *, busybox: Path, applets: Sequence[str], marker: str | None
-) -> None:
+def _make_rootfs(rootfs: Path, *, busybox: Path, applets: Sequence[str], marker: str | None) -> None:
     """Lay out ``/bin/busybox``, its applet links and (optionally) the platform marker file."""
     if rootfs.exists():
         shutil.rmtree(rootfs)
@@ -201,9 +197,7 @@ def build_busybox_base(
         if existing is not None:
             return f"{registry_host}/{repository}:{tag}@{existing}"
     if not busybox.is_file():
-        raise DevEnvError(
-            f"{busybox} not found: install the Debian package busybox-static (`make install`)"
-        )
+        raise DevEnvError(f"{busybox} not found: install the Debian package busybox-static (`make install`)")
 
     workdir = Path(workdir).absolute()
     workdir.mkdir(parents=True, exist_ok=True)

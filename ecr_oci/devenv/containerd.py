@@ -22,12 +22,12 @@ import subprocess
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import Self
 
 from ecr_oci.devenv._process import (
     CommandError,
     DevEnvError,
+    Service,
     require_program,
     run_checked,
     tail,
@@ -49,7 +49,7 @@ class ContainerRunError(CommandError):
         self.args = (f"{self.args[0]}\n--- containerd log (tail) ---\n{daemon_log}",)
 
 
-class LocalContainerd:
+class LocalContainerd(Service):
     """A ``containerd`` process whose root, state, config, log and socket are all under ``root``.
 
     ``snapshotter`` defaults to ``native`` (works without overlay support); ``namespace`` is the
@@ -182,17 +182,6 @@ class LocalContainerd:
             self.ctr(["tasks", "delete", "--force", task], check=False)
         for container in self.ctr(["containers", "list", "--quiet"], check=False).stdout.split():
             self.ctr(["containers", "delete", container], check=False)
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # -- ctr --------------------------------------------------------------------------------------
 

@@ -171,9 +171,7 @@ class PodmanEnv:
         Raises :class:`~ecr_oci.devenv.CommandError` (with podman's stderr) on a non-zero exit
         when ``check``; :class:`~ecr_oci.devenv.MissingProgramError` when podman is missing.
         """
-        return run_checked(
-            self.command(args), env=self.process_env(), timeout=self.timeout, check=check
-        )
+        return run_checked(self.command(args), env=self.process_env(), timeout=self.timeout, check=check)
 
     def pull(self, ref: str) -> str:
         """``podman pull REF``; returns the local image ID."""

@@ -34,7 +34,6 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Literal, Self
 
 import httpx
@@ -42,6 +41,7 @@ import yaml
 
 from ecr_oci.devenv._process import (
     DevEnvError,
+    Service,
     pid_alive,
     pid_cmdline,
     require_program,
@@ -143,7 +143,7 @@ def _parse_log_line(line: str) -> LoggedResponse | None:
         return None
 
 
-class LocalRegistry:
+class LocalRegistry(Service):
     """A ``docker-registry`` on ``127.0.0.1:PORT`` with its config, store and log in ``root``.
 
     Keyword arguments (all optional):
@@ -309,9 +309,7 @@ class LocalRegistry:
             self._pid = int(launcher.stdout.strip())
         else:
             with self.log_path.open("ab") as log:
-                self._proc = subprocess.Popen(
-                    argv, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log
-                )
+                self._proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
             self._pid = self._proc.pid
         self._write_state()
         try:
@@ -387,17 +385,6 @@ class LocalRegistry:
         """Stop and start again on the same port with the same store (in-memory queues are lost)."""
         self.stop()
         return self.start(detach=detach)
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # -- state file (for a registry that outlives the command that started it) ----------------
 
@@ -477,7 +464,5 @@ class LocalRegistry:
                     break
                 size = now
         return sum(
-            response.written
-            for response in self._iter_responses(since_offset)
-            if response.method != "HEAD"
+            response.written for response in self._iter_responses(since_offset) if response.method != "HEAD"
         )

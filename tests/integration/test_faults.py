@@ -46,11 +46,22 @@ class _Trigger:
         pass
 
 
-def _connect(**kwargs):
-    def connect(host: str) -> RegistryClient:
-        return RegistryClient(host, insecure=True, chunk_size=4 << 20, monolithic_limit=1 << 20,
-                              **kwargs)
-    return connect
+@pytest.fixture
+def connect_small_chunks():
+    """``connect`` factories whose clients upload in 4 MiB PATCH chunks; all closed afterwards."""
+    opened: list[RegistryClient] = []
+
+    def factory(**kwargs):
+        def connect(host: str) -> RegistryClient:
+            client = RegistryClient(host, insecure=True, chunk_size=4 << 20,
+                                    monolithic_limit=1 << 20, **kwargs)
+            opened.append(client)
+            return client
+        return connect
+
+    yield factory
+    for client in opened:
+        client.close()
 
 
 @pytest.fixture
@@ -67,22 +78,24 @@ def big_bundle(tmp_path, base_image):
 
 
 def _tags(registry: LocalRegistry, repository: str) -> list[str]:
+    """Version tags (the ``sha256-…`` referrers fallback tags left out)."""
     response = httpx.get(f"{registry.url}/v2/{repository}/tags/list")
-    return response.json().get("tags") or [] if response.status_code == 200 else []
+    tags = response.json().get("tags") or [] if response.status_code == 200 else []
+    return [tag for tag in tags if not tag.startswith("sha256-")]
 
 
 def test_registry_killed_mid_push_leaves_no_tag_and_rerun_completes(
-    own_registry, big_bundle, tmp_path, skopeo
+    own_registry, big_bundle, tmp_path, skopeo, connect_small_chunks
 ):
     trigger = _Trigger(MODEL_SIZE // 3, own_registry.kill)
     with pytest.raises(RegistryError, match="cannot reach the registry"):
-        push_bundle(big_bundle, registry=own_registry.host, connect=_connect(retries=1,
+        push_bundle(big_bundle, registry=own_registry.host, connect=connect_small_chunks(retries=1,
                     backoff=0.05), progress=trigger)
     assert trigger.fired
     own_registry.restart()
     assert _tags(own_registry, "waggle/big") == []  # nothing half-pushed is tagged
 
-    result = push_bundle(big_bundle, registry=own_registry.host, connect=_connect())
+    result = push_bundle(big_bundle, registry=own_registry.host, connect=connect_small_chunks())
     assert _tags(own_registry, "waggle/big") == ["0.1.0"]
     # every blob the tag points at exists and matches its digest: skopeo verifies while copying
     skopeo("copy", "--src-tls-verify=false", f"docker://{own_registry.host}/waggle/big:0.1.0",
@@ -90,7 +103,8 @@ def test_registry_killed_mid_push_leaves_no_tag_and_rerun_completes(
     assert result.image_digest is not None
 
 
-def test_upload_resumes_after_the_registry_restarts(own_registry, big_bundle):
+def test_upload_resumes_after_the_registry_restarts(own_registry, big_bundle,
+                                                    connect_small_chunks):
     def bounce() -> None:
         own_registry.kill()
         threading.Thread(target=own_registry.restart, daemon=True).start()
@@ -98,7 +112,7 @@ def test_upload_resumes_after_the_registry_restarts(own_registry, big_bundle):
     trigger = _Trigger(MODEL_SIZE // 2, bounce)
     offset = own_registry.log_offset()
     result = push_bundle(big_bundle, registry=own_registry.host,
-                         connect=_connect(retries=5, backoff=0.5), progress=trigger)
+                         connect=connect_small_chunks(retries=5, backoff=0.5), progress=trigger)
     assert trigger.fired
     assert _tags(own_registry, "waggle/big") == ["0.1.0"]
     model = next(layer for layer in result.layers if layer.role == "model")
@@ -129,9 +143,9 @@ def test_unresponsive_registry_times_out_with_a_clear_error():
         server.bind(("127.0.0.1", 0))
         server.listen(8)
         host = f"127.0.0.1:{server.getsockname()[1]}"
-        client = RegistryClient(host, insecure=True, timeout=0.5, retries=1, backoff=0.01)
         started = time.monotonic()
-        with pytest.raises(RegistryError, match=r"cannot reach the registry .*ReadTimeout"):
+        with RegistryClient(host, insecure=True, timeout=0.5, retries=1, backoff=0.01) as client, \
+                pytest.raises(RegistryError, match=r"cannot reach the registry .*ReadTimeout"):
             client.ping()
         assert time.monotonic() - started < 5
 

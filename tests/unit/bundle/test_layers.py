@@ -215,9 +215,7 @@ def test_non_ascii_and_long_names_round_trip(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("compression", COMPRESSIONS)
-def test_uncompressed_size_and_digests_match_the_stream(
-    tmp_path: Path, compression: str | None
-) -> None:
+def test_uncompressed_size_and_digests_match_the_stream(tmp_path: Path, compression: str | None) -> None:
     src = make_tree(tmp_path / "a")
     (src / "big.bin").write_bytes(os.urandom(COMPRESS_BLOCK + 12345))
     plan = scan(src, target="/app")
