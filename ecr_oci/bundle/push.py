@@ -37,7 +37,7 @@ from ecr_oci.bundle.image import (
     derive_manifest,
     select_platforms,
 )
-from ecr_oci.bundle.layer_cache import LayerCache, measure_cached
+from ecr_oci.bundle.layer_cache import LayerCache, choose_compression_cached, measure_cached
 from ecr_oci.bundle.spec import BundleSpec
 from ecr_oci.bundle.spec_loader import LoadedSpec, load_spec
 from ecr_oci.digest import Digest
@@ -230,7 +230,7 @@ def _build_layers(loaded: LoadedSpec, *, epoch: int, cache: LayerCache | None) -
     built = []
     for role, path, target, exclude, requested in wanted:
         plan = layer_build.scan(loaded.directory / path, target=target, exclude=exclude)
-        compression = layer_build.choose_compression(plan, requested)
+        compression = choose_compression_cached(plan, cache, requested)
         digests = measure_cached(plan, cache, compression=compression, epoch=epoch)
         built.append(_BuiltLayer(role, plan, digests, path, target))
     return built

@@ -183,37 +183,47 @@ class RegistryClient:
     ) -> bool:
         """Upload a blob unless the repository has it; ``True`` when bytes were sent.
 
-        Small blobs go in one POST + PUT; large ones in PATCH chunks of ``chunk_size``. After a dropped
-        connection the upload status (``GET`` on the session, ``Range`` header) says how much arrived
-        and we continue from there with ``opener(offset)`` — no byte is sent twice unless the registry
-        lost it. The registry checks the digest at the final PUT (``DIGEST_INVALID`` if the source
-        changed under us).
+        Small blobs go in one POST + PUT; large ones in PATCH chunks of ``chunk_size``. After a
+        dropped connection the upload status (``GET`` on the session, ``Range`` header) says how much
+        arrived and we continue from there with ``opener(offset)``. distribution 2.8 refuses a
+        session whose last PATCH was cut short (its signed state no longer matches the bytes on
+        disk: ``BLOB_UPLOAD_INVALID``); then the blob starts over in a new session. The registry
+        checks the digest at the final PUT (``DIGEST_INVALID`` if the source changed under us).
         """
         if check_exists and self.blob_size(repository, digest) is not None:
             if progress:
                 progress(size)
             return False
         what = f"upload blob {digest} to {repository}"
-        start = self._send(
-            "POST", self._url(f"/v2/{repository}/blobs/uploads/"), what=what, ok=(202,)
-        )
-        location = self._location(start)
+
+        def new_session() -> str:
+            start = self._send(
+                "POST", self._url(f"/v2/{repository}/blobs/uploads/"), what=what, ok=(202,)
+            )
+            return self._location(start)
+
         if size <= self.monolithic_limit:
             body = b"".join(opener(0))
             self._send(
-                "PUT", _with_digest(location, digest), content=body, what=what,
+                "PUT", _with_digest(new_session(), digest), content=body, what=what,
                 ok=(201,), headers={"Content-Type": "application/octet-stream"},
             )
             if progress:
                 progress(size)
             return True
-        self._upload_chunks(location, digest, size, opener, what=what, progress=progress)
+        location = self._upload_chunks(new_session, size, opener, what=what, progress=progress)
+        self._send(
+            "PUT", _with_digest(location, digest), what=what, ok=(201,),
+            headers={"Content-Length": "0"},
+        )
         return True
 
     def _upload_chunks(
-        self, location: str, digest: Digest, size: int, opener: BlobOpener, *, what: str,
+        self, new_session: Callable[[], str], size: int, opener: BlobOpener, *, what: str,
         progress: Progress | None,
-    ) -> None:
+    ) -> str:
+        """PATCH the blob in chunks, resuming after dropped connections; returns the final URL."""
+        location = new_session()
         offset = 0
         failures = 0
         while offset < size:
@@ -237,11 +247,11 @@ class RegistryClient:
                     raise
                 failures += 1
                 time.sleep(self._backoff * 2**failures)
-                location, offset = self._upload_status(location, what=what)
-        self._send(
-            "PUT", _with_digest(location, digest), what=what, ok=(201,),
-            headers={"Content-Length": "0"},
-        )
+                try:
+                    location, offset = self._upload_status(location, what=what)
+                except NotFound:
+                    location, offset = new_session(), 0
+        return location
 
     def _upload_status(self, location: str, *, what: str) -> tuple[str, int]:
         """Where an interrupted upload stands: (session URL, bytes the registry holds)."""

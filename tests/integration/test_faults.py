@@ -117,10 +117,14 @@ def test_upload_resumes_after_the_registry_restarts(own_registry, big_bundle,
     assert _tags(own_registry, "waggle/big") == ["0.1.0"]
     model = next(layer for layer in result.layers if layer.role == "model")
     assert model.uploaded
-    # the client asked the upload session where it stood (GET → 204 with Range) and went on
+    # the client asked the upload session where it stood; distribution 2.8 either answers
+    # (204 + Range: resume from there) or refuses a session cut mid-PATCH (404: start the blob over)
     statuses = [(r.method, r.status) for r in own_registry.responses(offset)
                 if "/blobs/uploads/" in r.path]
-    assert ("GET", 204) in statuses, statuses
+    asked = [status for method, status in statuses if method == "GET"]
+    assert asked and asked[0] in (204, 404), statuses
+    if asked[0] == 404:
+        assert statuses.count(("POST", 202)) >= 2, statuses
 
 
 def test_refusing_registry_gives_one_line_and_no_tag(tmp_path, base_image, ecr):
