@@ -23,12 +23,13 @@ from pydantic import ValidationError
 
 from ecr_oci.bundle.config import ROLE_ANNOTATION, BundleConfig
 from ecr_oci.bundle.extract import extract_layer
+from ecr_oci.bundle.progress import ProgressSink
 from ecr_oci.digest import Digest
 from ecr_oci.errors import Error, NotFound, RegistryError
 from ecr_oci.mediatypes import ROLES, MediaType
 from ecr_oci.oci import referrers
 from ecr_oci.oci.models import Descriptor, Manifest, RawManifest
-from ecr_oci.oci.registry import Progress, RegistryClient
+from ecr_oci.oci.registry import RegistryClient
 from ecr_oci.reference import Reference
 
 
@@ -100,7 +101,7 @@ def pull_bundle(
     output: Path,
     *,
     only: Collection[str] = ROLES,
-    progress: Progress | None = None,
+    progress: ProgressSink | None = None,
 ) -> PullResult:
     """Write the bundle's files to ``output`` (which must not exist or be empty) plus ``ecr.yaml``."""
     if output.exists() and (not output.is_dir() or any(output.iterdir())):
@@ -132,21 +133,35 @@ def pull_bundle(
 
 def _write_layer(
     client: RegistryClient, repository: str, descriptor: Descriptor, path: str,
-    target: str | None, staging: Path, progress: Progress | None,
+    target: str | None, staging: Path, progress: ProgressSink | None,
 ) -> int:
     destination = staging / path
     if not destination.resolve().is_relative_to(staging.resolve()):
         raise RegistryError(f"bundle layer path {path!r} escapes the output directory", url="")
-    chunks = client.iter_blob(repository, descriptor.digest, progress=progress)
-    media_type = MediaType(descriptor.mediaType)
+    if progress:
+        progress.start(path, descriptor.size)
+    chunks = client.iter_blob(
+        repository, descriptor.digest, progress=progress.advance if progress else None
+    )
+    try:
+        media_type = MediaType(descriptor.mediaType)
+    except ValueError:
+        raise RegistryError(
+            f"bundle layer {descriptor.digest} has unknown media type {descriptor.mediaType!r}; "
+            "upgrade ecr-oci", url=f"{client.host}/{repository}",
+        ) from None
     if media_type == MediaType.PROFILE:
         destination.parent.mkdir(parents=True, exist_ok=True)
         data = b"".join(chunks)  # verified by iter_blob before the join returns
         destination.write_bytes(data)
+        if progress:
+            progress.finish()
         return len(data)
     prefix = (target or "/data").strip("/") + "/"
     stats = extract_layer(
         chunks, destination, media_type_compression=media_type.compression,
         strip_prefix=prefix, expected_digest=descriptor.digest,
     )
+    if progress:
+        progress.finish()
     return stats.bytes

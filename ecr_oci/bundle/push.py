@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib.metadata import version as package_version
 from pathlib import Path
-from typing import Protocol
 
 from ecr_oci.bundle import layers as layer_build
 from ecr_oci.bundle.config import (
@@ -38,6 +37,7 @@ from ecr_oci.bundle.image import (
     select_platforms,
 )
 from ecr_oci.bundle.layer_cache import LayerCache, choose_compression_cached, measure_cached
+from ecr_oci.bundle.progress import ProgressSink
 from ecr_oci.bundle.spec import BundleSpec
 from ecr_oci.bundle.spec_loader import LoadedSpec, load_spec
 from ecr_oci.digest import Digest
@@ -57,14 +57,6 @@ from ecr_oci.reference import Reference
 
 #: ``connect(host)`` gives a client for that registry host (credentials and TLS chosen by the caller).
 Connect = Callable[[str], RegistryClient]
-
-
-class ProgressSink(Protocol):
-    """Where push reports byte progress; the CLI draws bars, tests pass nothing."""
-
-    def start(self, label: str, total: int) -> None: ...
-    def advance(self, amount: int) -> None: ...
-    def finish(self) -> None: ...
 
 
 @dataclass(frozen=True)

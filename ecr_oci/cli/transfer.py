@@ -107,8 +107,7 @@ def pull(
     ref = Reference.parse(reference)
     bar = BarProgress(enabled=not as_json)
     with RegistryOptions(insecure=insecure, authfile=authfile).connector() as connect:
-        result = pull_bundle(connect(ref.registry), ref, output, only=roles, progress=bar.advance)
-    bar.finish()
+        result = pull_bundle(connect(ref.registry), ref, output, only=roles, progress=bar)
     if as_json:
         echo_json(result.to_json_obj())
         return
