@@ -34,7 +34,7 @@ class _Cli(click.Group):
 
 
 @click.group(cls=_Cli, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("-v", "--verbose", is_flag=True, help="Show tracebacks and HTTP exchanges on errors.")
+@click.option("-v", "--verbose", is_flag=True, help="Show the traceback of an error.")
 @click.version_option(package_name="ecr-oci")
 @click.pass_context
 def cli(ctx: click.Context, verbose: bool) -> None:
@@ -54,19 +54,8 @@ def cli(ctx: click.Context, verbose: bool) -> None:
     ctx.obj["verbose"] = verbose
 
 
-def _register() -> None:
-    """Import the command modules; each adds its commands to :data:`cli`."""
-    import importlib
-
-    for module in ("spec", "transfer", "dev"):
-        try:
-            importlib.import_module(f"ecr_oci.cli.{module}")
-        except ModuleNotFoundError as err:
-            if err.name != f"ecr_oci.cli.{module}":
-                raise
-
-
-_register()
+# The command modules add their commands to ``cli`` when imported (they import ``cli`` from here).
+from ecr_oci.cli import dev, spec, transfer  # noqa: E402, F401
 
 
 def main() -> None:
