@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import resource
 import signal
 import subprocess
 import tempfile
@@ -63,17 +64,24 @@ def run_measured(
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         started = time.perf_counter()
         proc = subprocess.Popen(
-            list(argv), cwd=cwd, env=dict(env) if env is not None else None,
-            stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+            list(argv),
+            cwd=cwd,
+            env=dict(env) if env is not None else None,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=err,
         )
         rusage = _wait4_with_timeout(proc, timeout)
         wall = time.perf_counter() - started
         out.seek(0)
         err.seek(0)
         run = Run(
-            argv=tuple(argv), returncode=proc.returncode if proc.returncode is not None else -1,
-            wall_s=wall, peak_rss_kib=rusage.ru_maxrss,
-            stdout=out.read().decode(errors="replace"), stderr=err.read().decode(errors="replace"),
+            argv=tuple(argv),
+            returncode=proc.returncode if proc.returncode is not None else -1,
+            wall_s=wall,
+            peak_rss_kib=rusage.ru_maxrss,
+            stdout=out.read().decode(errors="replace"),
+            stderr=err.read().decode(errors="replace"),
         )
     if run.returncode != 0:
         detail = (run.stderr.strip() or run.stdout.strip())[-2000:]
@@ -81,9 +89,7 @@ def run_measured(
     return run
 
 
-def _wait4_with_timeout(
-    proc: subprocess.Popen[bytes], timeout: float
-) -> os.struct_rusage:
+def _wait4_with_timeout(proc: subprocess.Popen[bytes], timeout: float) -> resource.struct_rusage:
     """Reap ``proc`` with ``wait4`` (killing it after ``timeout`` s) and record its exit code.
 
     Popen must learn the exit code from us: the child is already reaped, and a later

@@ -17,8 +17,9 @@ import json
 import os
 import random
 import tarfile
+from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 __all__ = [
     "CHUNK",
@@ -43,12 +44,39 @@ _OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
 _OCI_LAYER_TAR = "application/vnd.oci.image.layer.v1.tar"
 
 _WORDS = (
-    "frame sensor reading buffer model image value count window sample stream result config "
-    "camera audio thermal pressure humidity detector score label batch tensor device plugin"
-).split()
+    "frame",
+    "sensor",
+    "reading",
+    "buffer",
+    "model",
+    "image",
+    "value",
+    "count",
+    "window",
+    "sample",
+    "stream",
+    "result",
+    "config",
+    "camera",
+    "audio",
+    "thermal",
+    "pressure",
+    "humidity",
+    "detector",
+    "score",
+    "label",
+    "batch",
+    "tensor",
+    "device",
+    "plugin",
+)
 
 
-def _copy_random(sink: BinaryIO, size: int, *hashes: hashlib._Hash) -> None:
+class _Hasher(Protocol):
+    def update(self, data: bytes, /) -> None: ...
+
+
+def _copy_random(sink: BinaryIO, size: int, *hashes: _Hasher) -> None:
     """Write ``size`` random bytes to ``sink`` in :data:`CHUNK` pieces, feeding ``hashes``."""
     remaining = size
     while remaining:
@@ -143,13 +171,22 @@ def bump_code(directory: Path, *, base: str, version: str) -> None:
 # -- an OCI image layout for crane and skopeo ----------------------------------------------------
 
 
-def _write_blob(layout: Path, data: bytes) -> dict[str, object]:
+@dataclass(frozen=True, slots=True)
+class _Blob:
+    digest: str
+    size: int
+
+    def descriptor(self, media_type: str, **extra: object) -> dict[str, object]:
+        return {"mediaType": media_type, "digest": self.digest, "size": self.size, **extra}
+
+
+def _write_blob(layout: Path, data: bytes) -> _Blob:
     digest = hashlib.sha256(data).hexdigest()
     (layout / "blobs" / "sha256" / digest).write_bytes(data)
-    return {"digest": f"sha256:{digest}", "size": len(data)}
+    return _Blob(f"sha256:{digest}", len(data))
 
 
-def _write_random_tar_blob(layout: Path, size: int, arcname: str) -> dict[str, object]:
+def _write_random_tar_blob(layout: Path, size: int, arcname: str) -> _Blob:
     """One uncompressed tar holding ``arcname`` with ``size`` random bytes, hashed as written."""
     tmp = layout / "blobs" / "sha256" / "layer.partial"
     info = tarfile.TarInfo(arcname)
@@ -166,7 +203,7 @@ def _write_random_tar_blob(layout: Path, size: int, arcname: str) -> dict[str, o
         digest.update(trailer)
         total = f.tell()
     tmp.rename(tmp.with_name(digest.hexdigest()))
-    return {"digest": f"sha256:{digest.hexdigest()}", "size": total}
+    return _Blob(f"sha256:{digest.hexdigest()}", total)
 
 
 def _canonical(value: object) -> bytes:
@@ -185,23 +222,22 @@ def write_random_layout(layout: Path, *, size: int, tag: str) -> int:
     config = {
         "architecture": "amd64",
         "os": "linux",
-        "rootfs": {"type": "layers", "diff_ids": [layer["digest"]]},  # uncompressed: diff_id = digest
+        "rootfs": {"type": "layers", "diff_ids": [layer.digest]},  # uncompressed: diff_id = digest
     }
-    config_desc = _write_blob(layout, _canonical(config))
+    config_blob = _write_blob(layout, _canonical(config))
     manifest = {
         "schemaVersion": 2,
         "mediaType": _OCI_MANIFEST,
-        "config": {"mediaType": _OCI_CONFIG, **config_desc},
-        "layers": [{"mediaType": _OCI_LAYER_TAR, **layer}],
+        "config": config_blob.descriptor(_OCI_CONFIG),
+        "layers": [layer.descriptor(_OCI_LAYER_TAR)],
     }
-    manifest_desc = _write_blob(layout, _canonical(manifest))
+    manifest_blob = _write_blob(layout, _canonical(manifest))
     index = {
         "schemaVersion": 2,
         "mediaType": "application/vnd.oci.image.index.v1+json",
         "manifests": [
-            {"mediaType": _OCI_MANIFEST, **manifest_desc,
-             "annotations": {"org.opencontainers.image.ref.name": tag}},
+            manifest_blob.descriptor(_OCI_MANIFEST, annotations={"org.opencontainers.image.ref.name": tag}),
         ],
     }
     (layout / "index.json").write_bytes(_canonical(index))
-    return int(str(layer["size"])) + int(str(config_desc["size"]))
+    return layer.size + config_blob.size

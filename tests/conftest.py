@@ -5,4 +5,5 @@ pytest_plugins = [
     "tests.fixtures.registry",
     "tests.fixtures.images",
     "tests.fixtures.nodes",
+    "tests.fixtures.token_server",
 ]

@@ -153,31 +153,37 @@ def push_bundle(
     base_client = client if base_ref.registry == registry else connect(base_ref.registry)
     base_raw = base_client.get_manifest(base_ref.repository, base_ref.identifier)
 
-    pushed = _Uploader(client, repository, progress)
-    for layer in built:
-        pushed.blob(layer.digests.digest, layer.digests.size, layer.opener(epoch), layer.role)
-
     created = _rfc3339(epoch)
-    images = _push_platform_images(
-        pushed, spec, built, base_client=base_client, base_ref=base_ref, base_raw=base_raw,
-        created=created,
+    images = _assemble_platform_images(
+        spec, built, base_client=base_client, base_ref=base_ref, base_raw=base_raw, created=created
     )
     if len(images) == 1:
-        image_raw = images[0][1]
+        image_raw = images[0].manifest
     else:
         index = Index(
-            manifests=[raw.descriptor(platform=platform) for platform, raw in images],
+            manifests=[image.manifest.descriptor(platform=image.platform) for image in images],
             annotations=_image_annotations(spec, base_ref, base_raw.digest, created),
         )
         data = index.to_bytes()
         image_raw = RawManifest(MediaType.OCI_INDEX, Digest.of(data), data)
 
+    # refuse before sending a byte: the digests of everything are known without uploading
     current = client.head_manifest(repository, tag)
     if current is not None and current.digest != image_raw.digest and not force:
         raise ImmutableVersionError(
             f"{registry}/{repository}:{tag} already exists with other content "
             f"({current.digest}); bump metadata.version in ecr.yaml, or pass --force to move the tag"
         )
+
+    pushed = _Uploader(client, repository, progress)
+    for layer in built:
+        pushed.blob(layer.digests.digest, layer.digests.size, layer.opener(epoch), layer.role)
+    for image in images:
+        for base_layer in image.base_layers:
+            pushed.copy_from(base_client, base_ref.repository, base_layer)
+        pushed.small(image.config)
+        client.put_manifest(repository, image.manifest.digest, image.manifest.data,
+                            image.manifest.media_type)
 
     if image_raw.is_index:
         client.put_manifest(repository, image_raw.digest, image_raw.data, image_raw.media_type)
@@ -187,7 +193,8 @@ def push_bundle(
         unchanged = True
     else:
         bundle_digest = _push_bundle_manifest(
-            pushed, loaded, built, images, image_raw, now=now or datetime.now(UTC)
+            pushed, loaded, built, [(i.platform, i.manifest) for i in images], image_raw,
+            now=now or datetime.now(UTC),
         )
         unchanged = False
     if current is None or current.digest != image_raw.digest:
@@ -196,7 +203,7 @@ def push_bundle(
     return PushResult(
         repository=repository, registry=registry, version=tag,
         image_digest=image_raw.digest, image_media_type=image_raw.media_type,
-        bundle_digest=bundle_digest, platforms=[str(p) for p, _ in images],
+        bundle_digest=bundle_digest, platforms=[str(i.platform) for i in images],
         layers=[
             PushedLayer(
                 role=layer.role, digest=layer.digests.digest, size=layer.digests.size,
@@ -283,8 +290,17 @@ class _Uploader:
         )
 
 
-def _push_platform_images(
-    pushed: _Uploader,
+@dataclass(frozen=True)
+class _PlatformImage:
+    """One platform's runnable image, assembled but not yet pushed."""
+
+    platform: Platform
+    base_layers: list[Descriptor]
+    config: bytes
+    manifest: RawManifest
+
+
+def _assemble_platform_images(
     spec: BundleSpec,
     built: list[_BuiltLayer],
     *,
@@ -292,8 +308,8 @@ def _push_platform_images(
     base_ref: Reference,
     base_raw: RawManifest,
     created: str,
-) -> list[tuple[Platform, RawManifest]]:
-    """For each selected platform: copy base layers, push config, push the manifest by digest."""
+) -> list[_PlatformImage]:
+    """For each selected platform: the base's layers plus ours, and the rewritten config."""
     requested = spec.platform_list() or []
     if base_raw.is_index:
         entries = select_platforms(base_raw.as_index(), requested, base=str(base_ref))
@@ -302,9 +318,10 @@ def _push_platform_images(
             for platform, d in entries
         ]
     else:
-        config_desc = base_raw.as_manifest().config
-        config = parse_config(base_client.get_blob(base_ref.repository, config_desc.digest))
-        only = Platform(os=config.os, architecture=config.architecture, variant=config.variant)
+        single = parse_config(
+            base_client.get_blob(base_ref.repository, base_raw.as_manifest().config.digest)
+        )
+        only = Platform(os=single.os, architecture=single.architecture, variant=single.variant)
         select_platforms(
             Index(manifests=[base_raw.descriptor(platform=only)]), requested, base=str(base_ref)
         )
@@ -330,23 +347,23 @@ def _push_platform_images(
     images = []
     for platform, raw in bases:
         base_manifest = raw.as_manifest()
-        for layer in base_manifest.layers:
-            pushed.copy_from(base_client, base_ref.repository, layer)
         base_config = parse_config(
             base_client.get_blob(base_ref.repository, base_manifest.config.digest)
         )
-        config = derive_config(
+        config_bytes = derive_config(
             base_config, appended=in_image, settings=settings, labels=labels, created=created
+        ).to_bytes()
+        config_desc = Descriptor(
+            mediaType=MediaType.OCI_CONFIG, digest=Digest.of(config_bytes), size=len(config_bytes)
         )
-        config_desc = pushed.small(config.to_bytes())
         manifest = derive_manifest(
             base_manifest, config=config_desc, appended=in_image,
             annotations=_image_annotations(spec, base_ref, raw.digest, created),
-        )
-        data = manifest.to_bytes()
-        digest = Digest.of(data)
-        pushed.client.put_manifest(pushed.repository, digest, data, MediaType.OCI_MANIFEST)
-        images.append((platform, RawManifest(MediaType.OCI_MANIFEST, digest, data)))
+        ).to_bytes()
+        images.append(_PlatformImage(
+            platform, list(base_manifest.layers), config_bytes,
+            RawManifest(MediaType.OCI_MANIFEST, Digest.of(manifest), manifest),
+        ))
     return images
 
 

@@ -139,10 +139,13 @@ def test_versions_are_immutable_unless_forced(registry, base_image, tmp_path, ec
     directory = write_bundle(tmp_path / "b", base=base_image, name="hello-immutable")
     first = push_json(ecr, directory, registry.host)
     (directory / "src" / "run.sh").write_text("#!/bin/sh\necho changed\n")
+    offset = registry.log_offset()
     refused = ecr("push", str(directory), "--registry", registry.host, "--insecure", check=False)
     assert refused.returncode == 3
     assert "already exists with other content" in refused.stderr
     assert refused.stderr.count("\n") == 1 and "Traceback" not in refused.stderr
+    # refused before any upload: the registry saw reads only
+    assert {r.method for r in registry.responses(offset)} <= {"GET", "HEAD"}
     forced = push_json(ecr, directory, registry.host, "--force")
     assert forced["imageDigest"] != first["imageDigest"]
 
