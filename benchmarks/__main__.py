@@ -29,7 +29,7 @@ from benchmarks.contenders import (
     timed_push,
 )
 from benchmarks.machine import describe_machine
-from benchmarks.measure import BenchError
+from benchmarks.measure import BenchError, rss_floor_mb
 from benchmarks.payload import bump_code, write_bundle
 from benchmarks.report import Results, UpdateFigure, console_table, markdown_section, write_section
 from ecr_oci.devenv import DevEnvError, LocalRegistry, PodmanEnv, build_busybox_base, require_program
@@ -145,7 +145,7 @@ def run_benchmark(work: Path, size: int) -> tuple[Results, dict[str, str]]:
             say("!!! the re-push did not report unchanged=true")
         update = _code_update(registry, bundle, base, cache, work / "podman")
     machine = describe_machine({"docker-registry": "docker-registry", **peers, "podman": "podman"})
-    return Results(size, pushes, missing, noop, update), machine
+    return Results(size, pushes, missing, noop, update, rss_floor_mb()), machine
 
 
 def main(argv: Sequence[str] | None = None) -> int:

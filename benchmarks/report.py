@@ -60,6 +60,8 @@ class Results:
     missing: list[str]
     noop: PushFigure
     update: UpdateFigure
+    #: What :func:`~benchmarks.measure.rss_floor_mb` reported: no RSS figure can be below it.
+    rss_floor_mb: float
 
     @property
     def ecr(self) -> PushFigure:
@@ -214,6 +216,7 @@ def console_table(results: Results) -> str:
         lines.append(f"{target.verdict:<5} {what}: {measured} (target {limit})")
     for name in results.missing:
         lines.append(f"NOTE  peer {name} was not available and was not measured")
+    lines.append(f"NOTE  {_floor_note(results)}")
     return "\n".join(lines)
 
 
@@ -240,11 +243,19 @@ def markdown_section(results: Results, machine: Mapping[str, str], *, command: s
     ]
     if results.missing:
         lines += ["", f"Peers not available in this run: {', '.join(results.missing)}."]
+    lines += ["", _floor_note(results)]
     lines += [
         "",
         *_md_table(("machine", ""), [(k, f"`{v}`" if k not in ("date",) else v) for k, v in machine.items()]),
     ]
     return "\n".join(lines)
+
+
+def _floor_note(results: Results) -> str:
+    return (
+        f"peak RSS is the client's own ru_maxrss; no figure can be below {results.rss_floor_mb:.0f} MB, "
+        "the footprint of the launcher that measures it (`true` run the same way)"
+    )
 
 
 def write_section(path: Path, body: str) -> None:

@@ -106,4 +106,21 @@ class ImmutableVersionError(Error):
 
 
 class VerificationError(Error):
-    """A signature, attestation or digest check failed."""
+    """A signature, attestation or digest check failed; the message says exactly why.
+
+    ``reason`` is a stable machine-readable word for ``--json`` output and scripts: ``no-signature``,
+    ``wrong-key``, ``digest-mismatch``, ``identity-mismatch``, ``malformed``, ``expired``,
+    ``wrong-deployment``, ``no-attestation``, ``wrong-type``.
+    """
+
+    exit_code = 4
+
+    def __init__(self, message: str, *, reason: str) -> None:
+        self.reason = reason
+        super().__init__(message)
+
+
+class KeyFileError(Error):
+    """A key file could not be used: wrong password, corrupted or unsupported key."""
+
+    exit_code = 2

@@ -79,8 +79,11 @@ def test_parse_rejects_invalid_repository_names(repository: str) -> None:
         Reference.parse(f"127.0.0.1:5000/{repository}:1.0")
 
 
-@pytest.mark.parametrize("tag", ["-leading-dash", ".leading-dot", "has space", "a" * 129, "a+b"])
+@pytest.mark.parametrize(
+    "tag", ["-leading-dash", ".leading-dot", "has space", "a" * 129, "a+b", "caf\u00e9", "\u00e9t\u00e9"]
+)
 def test_parse_rejects_invalid_tags(tag: str) -> None:
+    # distribution's tag grammar is ASCII: [A-Za-z0-9_][A-Za-z0-9_.-]{0,127}
     with pytest.raises(InvalidReferenceError, match="invalid tag"):
         Reference.parse(f"127.0.0.1:5000/ns/app:{tag}")
 
