@@ -20,7 +20,7 @@ from pydantic_core import core_schema
 from ecr_oci.errors import DigestMismatchError, InvalidReferenceError
 
 _ALGORITHMS = {"sha256": 64, "sha512": 128}
-_DIGEST_RE = re.compile(r"^(sha256|sha512):([a-f0-9]+)$")
+_DIGEST_RE = re.compile(r"^(sha256|sha512):([a-f0-9]+)\Z")
 
 
 @dataclass(frozen=True, order=True)
@@ -50,7 +50,7 @@ class Digest:
     @property
     def tag_form(self) -> str:
         """The referrers tag-schema form ``sha256-<hex>`` (distribution-spec §referrers tag schema)."""
-        return f"{self.algorithm}-{self.hex}"
+        return f"{self.algorithm}-{self.hex[:64]}"
 
     def verify(self, data: bytes, *, what: str) -> None:
         """Raise :class:`DigestMismatchError` unless ``data`` hashes to this digest."""

@@ -55,6 +55,8 @@ def load_docker_config(path: Path) -> dict[str, Credentials]:
         return {}
     except (OSError, ValueError) as err:
         raise AuthError(f"cannot read credentials file {path}: {err}", url=str(path)) from None
+    if not isinstance(document, dict):
+        raise AuthError(f"credentials file {path} is not a JSON object", url=str(path))
     found: dict[str, Credentials] = {}
     for host, entry in (document.get("auths") or {}).items():
         if not isinstance(entry, dict):
@@ -82,7 +84,9 @@ class _Token:
 class RegistryAuth(httpx.Auth):
     """Bearer-challenge auth for one registry host, with an optional username/password."""
 
-    requires_response_body = True
+    # Only the token server's answer is read (in auth_flow): httpx would otherwise read every
+    # response body before handing it back, slurping whole blobs that iter_blob means to stream.
+    requires_response_body = False
 
     def __init__(self, *, credentials: Credentials | None) -> None:
         self._credentials = credentials
@@ -106,6 +110,7 @@ class RegistryAuth(httpx.Auth):
             scopes = [params["scope"]] if params.get("scope") else []
             scopes += request.extensions.get("ecr_extra_scopes", [])
             token_response = yield self._token_request(params, scopes)
+            token_response.read()  # sync-only flow: RegistryClient uses httpx.Client
             self._tokens[repository] = self._parse_token(token_response)
         else:
             return

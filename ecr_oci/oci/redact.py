@@ -19,6 +19,8 @@ SAFE_QUERY_KEYS = frozenset(
 def redact_url(url: str) -> str:
     parts = urlsplit(url)
     netloc = parts.hostname or ""
+    if ":" in netloc:  # IPv6: urlsplit drops the brackets
+        netloc = f"[{netloc}]"
     if parts.port:
         netloc += f":{parts.port}"
     query = urlencode(

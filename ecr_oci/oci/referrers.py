@@ -13,17 +13,36 @@ so that a lost update is repaired by whoever lost it.
 
 from __future__ import annotations
 
+import functools
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
 from ecr_oci.digest import Digest
-from ecr_oci.errors import RegistryError
+from ecr_oci.errors import NotFound, RegistryError
 from ecr_oci.mediatypes import MediaType
 from ecr_oci.oci.models import Descriptor, Index, Manifest, RawManifest
 from ecr_oci.oci.registry import RegistryClient
 
+_T = TypeVar("_T")
 _ATTACH_ATTEMPTS = 5
+_READ_ATTEMPTS = 5
+#: hex characters of the referrer's digest in its own tag (``sha256-<subject>.<32 hex>``)
+_REFERRER_TAG_HEX = 32
 
 
 def fallback_tag(subject: Digest) -> str:
     return subject.tag_form
+
+
+def referrer_tag(subject: Digest, referrer: Digest) -> str:
+    """The tag a referrer is pushed under: ``<fallback tag>.<first 32 hex of its digest>``.
+
+    Why: distribution 2.8 has no compare-and-swap, so concurrent read-modify-writes of the fallback
+    index lose entries. A tag of its own per referrer is written without a race; listings merge
+    these tags into the index, so no referrer is ever lost (and none is untagged for GC).
+    """
+    return f"{fallback_tag(subject)}.{referrer.hex[:_REFERRER_TAG_HEX]}"
 
 
 def list_referrers(
@@ -41,50 +60,89 @@ def list_referrers(
         raw = RawManifest(MediaType.OCI_INDEX, Digest.of(response.content), response.content)
         found = raw.as_index(url=str(response.url)).manifests
     else:
-        found = _fallback_index(client, repository, subject).manifests
+        found = _fallback_referrers(client, repository, subject)
     if artifact_type is not None:
         found = [d for d in found if d.artifactType == artifact_type]
     return found
 
 
+def _fallback_referrers(client: RegistryClient, repository: str, subject: Digest) -> list[Descriptor]:
+    """The fallback index's entries plus every referrer tag the index lost."""
+    found = list(_fallback_index(client, repository, subject).manifests)
+    known = {d.digest.hex[:_REFERRER_TAG_HEX] for d in found}
+    prefix = fallback_tag(subject) + "."
+    for tag in client.list_tags(repository):
+        suffix = tag.removeprefix(prefix)
+        if tag == suffix or len(suffix) != _REFERRER_TAG_HEX or suffix in known:
+            continue  # not a referrer tag (cosign's ``.sig``/``.att``), or already listed
+        try:
+            raw = _read(functools.partial(client.get_manifest, repository, tag))
+        except NotFound:
+            continue  # listed while its PUT is still writing it (distribution creates the folder first)
+        found.append(_descriptor_of(raw.as_manifest(), raw.digest, len(raw.data)))
+        known.add(suffix)
+    return found
+
+
+def _read(fetch: Callable[[], _T]) -> _T:
+    """distribution 2.8 answers 500 ("invalid checksum digest format") to a read of a tag that a
+    concurrent PUT is rewriting: retry those reads a few times."""
+    for attempt in range(_READ_ATTEMPTS):
+        try:
+            return fetch()
+        except RegistryError as err:
+            if err.status != 500 or attempt + 1 == _READ_ATTEMPTS:
+                raise
+            time.sleep(0.05 * (attempt + 1))
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
 def _fallback_index(client: RegistryClient, repository: str, subject: Digest) -> Index:
     tag = fallback_tag(subject)
-    if client.head_manifest(repository, tag) is None:
-        return Index(manifests=[])
-    return client.get_manifest(repository, tag).as_index()
+
+    def fetch() -> Index:
+        if client.head_manifest(repository, tag) is None:
+            return Index(manifests=[])
+        return client.get_manifest(repository, tag).as_index()
+
+    return _read(fetch)
+
+
+def _descriptor_of(manifest: Manifest, digest: Digest, size: int) -> Descriptor:
+    return Descriptor(
+        mediaType=manifest.mediaType, digest=digest, size=size,
+        artifactType=manifest.artifactType or manifest.config.mediaType,
+        annotations=manifest.annotations,
+    )
 
 
 def attach(client: RegistryClient, repository: str, manifest: Manifest) -> Descriptor:
-    """Push ``manifest`` (which has a ``subject``) by digest and make it listable as a referrer.
+    """Push ``manifest`` (which has a ``subject``) and make it listable as a referrer.
 
     Returns the descriptor of the pushed manifest as it appears in referrers listings. Idempotent:
-    attaching the same manifest twice leaves one entry.
+    attaching the same manifest twice leaves one entry. Without a referrers API the manifest is
+    pushed under :func:`referrer_tag` (race-free), then the fallback index is updated for other
+    tools; :func:`list_referrers` merges the tags in, so concurrent attaches lose nothing.
     """
     if manifest.subject is None:
         raise ValueError("a referrer manifest needs a subject")
     data = manifest.to_bytes()
     digest = Digest.of(data)
+    subject = manifest.subject.digest
     headers = client.put_manifest(repository, digest, data, manifest.mediaType)
-    descriptor = Descriptor(
-        mediaType=manifest.mediaType, digest=digest, size=len(data),
-        artifactType=manifest.artifactType or manifest.config.mediaType,
-        annotations=manifest.annotations,
-    )
+    descriptor = _descriptor_of(manifest, digest, len(data))
     if headers.get("OCI-Subject"):
         return descriptor  # the registry indexes referrers itself
-    subject = manifest.subject.digest
+    client.put_manifest(repository, referrer_tag(subject, digest), data, manifest.mediaType)
     for _ in range(_ATTACH_ATTEMPTS):
-        index = _fallback_index(client, repository, subject)
-        if not any(d.digest == digest for d in index.manifests):
-            updated = Index(manifests=[*index.manifests, descriptor])
-            client.put_manifest(
-                repository, fallback_tag(subject), updated.to_bytes(), MediaType.OCI_INDEX
-            )
+        current = _fallback_referrers(client, repository, subject)
+        if not any(d.digest == digest for d in current):
+            current.append(descriptor)
+        client.put_manifest(
+            repository, fallback_tag(subject), Index(manifests=current).to_bytes(), MediaType.OCI_INDEX
+        )
         # a concurrent writer may have replaced the index between our read and write: check
         if any(d.digest == digest for d in _fallback_index(client, repository, subject).manifests):
             return descriptor
-    raise RegistryError(
-        f"could not record referrer {digest} of {subject} in the fallback index after "
-        f"{_ATTACH_ATTEMPTS} attempts (heavy concurrent attaching?); run the command again",
-        url=f"{client.host}/{repository}:{fallback_tag(subject)}",
-    )
+    # the referrer tag is written: listings find it even though the index still lacks it
+    return descriptor

@@ -78,14 +78,17 @@ def push_image(
 def blob_file(registry: LocalRegistry, digest: Digest) -> Path:
     """Where distribution's filesystem driver keeps a blob's bytes."""
     return (
-        registry.storage_dir / "docker/registry/v2/blobs" / digest.algorithm / digest.hex[:2] / digest.hex / "data"
+        registry.storage_dir
+        / "docker/registry/v2/blobs"
+        / digest.algorithm
+        / digest.hex[:2]
+        / digest.hex
+        / "data"
     )
 
 
 def requests_to(registry: LocalRegistry, offset: int, repository: str, method: str) -> int:
-    return sum(
-        1 for r in registry.responses(offset) if r.method == method and f"/v2/{repository}/" in r.path
-    )
+    return sum(1 for r in registry.responses(offset) if r.method == method and f"/v2/{repository}/" in r.path)
 
 
 # -- blobs ------------------------------------------------------------------------------------------
@@ -122,7 +125,9 @@ def test_large_blob_is_pushed_in_chunks_and_read_back(registry: LocalRegistry, r
         assert bytes(received) == data
 
 
-def test_chunked_push_of_a_size_that_is_not_a_multiple_of_the_chunk(registry: LocalRegistry, repo: str) -> None:
+def test_chunked_push_of_a_size_that_is_not_a_multiple_of_the_chunk(
+    registry: LocalRegistry, repo: str
+) -> None:
     data = os.urandom(2 * MiB + 12345)
     with RegistryClient(registry.host, insecure=True, chunk_size=MiB, monolithic_limit=1 << 16) as client:
         client.push_blob(repo, Digest.of(data), len(data), opener_of(data, piece=777_777))
@@ -136,7 +141,9 @@ def test_existing_blob_is_not_uploaded_again(
     assert client.push_blob(repo, Digest.of(data), len(data), opener_of(data)) is True
     offset = registry.log_offset()
     progress: list[int] = []
-    assert client.push_blob(repo, Digest.of(data), len(data), opener_of(data), progress=progress.append) is False
+    assert (
+        client.push_blob(repo, Digest.of(data), len(data), opener_of(data), progress=progress.append) is False
+    )
     assert progress == [len(data)]  # a skipped blob still counts as done for progress bars
     assert requests_to(registry, offset, repo, "POST") == 0
 
@@ -233,12 +240,18 @@ def test_chunked_upload_with_wrong_digest_is_refused(registry: LocalRegistry, re
 def test_manifest_put_get_head_by_tag_and_digest(client: RegistryClient, repo: str) -> None:
     pushed = push_image(client, repo, "1.0")
     by_tag = client.get_manifest(repo, "1.0")
-    assert (by_tag.data, by_tag.digest, by_tag.media_type) == (pushed.data, pushed.digest, MediaType.OCI_MANIFEST)
+    assert (by_tag.data, by_tag.digest, by_tag.media_type) == (
+        pushed.data,
+        pushed.digest,
+        MediaType.OCI_MANIFEST,
+    )
     by_digest = client.get_manifest(repo, pushed.digest)
     assert by_digest.data == pushed.data
     for reference in ("1.0", pushed.digest):
         head = client.head_manifest(repo, reference)
-        assert head == Descriptor(mediaType=MediaType.OCI_MANIFEST, digest=pushed.digest, size=len(pushed.data))
+        assert head == Descriptor(
+            mediaType=MediaType.OCI_MANIFEST, digest=pushed.digest, size=len(pushed.data)
+        )
     assert client.manifest_digest(repo, "1.0") == pushed.digest
     assert by_tag.as_manifest().layers[0].mediaType == MediaType.OCI_LAYER_GZIP
 
@@ -271,13 +284,17 @@ def test_registry_hides_oci_manifests_from_requests_without_the_accept_list(
     assert client.get_manifest(repo, "1.0").media_type == MediaType.OCI_MANIFEST
 
 
-def test_artifact_manifest_with_artifact_type_and_subject_round_trips(client: RegistryClient, repo: str) -> None:
+def test_artifact_manifest_with_artifact_type_and_subject_round_trips(
+    client: RegistryClient, repo: str
+) -> None:
     subject = push_image(client, repo, "1.0")
     payload = push_bytes(client, repo, b"payload")
     manifest = Manifest(
-        artifactType=SBOM, config=EMPTY_CONFIG,
+        artifactType=SBOM,
+        config=EMPTY_CONFIG,
         layers=[payload.model_copy(update={"mediaType": "application/spdx+json"})],
-        subject=subject.descriptor(), annotations={"k": "v"},
+        subject=subject.descriptor(),
+        annotations={"k": "v"},
     )
     data = manifest.to_bytes()
     client.put_manifest(repo, Digest.of(data), data, manifest.mediaType)
@@ -455,6 +472,8 @@ def test_concurrent_attaches_to_one_subject_are_all_listed(registry: LocalRegist
 
     with RegistryClient(registry.host, insecure=True) as reader:
         listed = {d.digest for d in list_referrers(reader, repo, subject.digest)}
-    expected = {Digest.of(m.to_bytes()) for m in referrers}
-    assert not errors, "; ".join(sorted({str(e) for e in errors}))
-    assert listed == expected, f"{len(expected - listed)} of {writers} referrers lost"
+    lost = {Digest.of(m.to_bytes()) for m in referrers} - listed
+    failures = sorted({str(err) for err in errors})
+    assert not lost and not failures, (
+        f"{len(lost)} of {writers} referrers lost; {len(errors)} attach calls failed: {failures[:2]}"
+    )

@@ -59,6 +59,13 @@ def test_tag_form_is_the_referrers_fallback_tag() -> None:
     assert Digest.parse(EMPTY_JSON).tag_form == "sha256-" + EMPTY_JSON.split(":")[1]
 
 
+def test_tag_form_of_a_sha512_digest_is_truncated_to_a_valid_tag() -> None:
+    # distribution-spec "Referrers Tag Schema": <alg>-<ref>, <ref> limited to 64 characters;
+    # "sha512-" + 128 hex would be 135 characters, over the 128 a tag may have
+    digest = Digest.parse("sha512:" + hashlib.sha512(b"x").hexdigest())
+    assert digest.tag_form == "sha512-" + digest.hex[:64]
+
+
 def test_verify_accepts_matching_content() -> None:
     Digest.of(b"payload").verify(b"payload", what="blob")
 

@@ -23,8 +23,13 @@ DIGEST = Digest.parse("sha256:" + "ab" * 32)
         ("[::1]/ns/app", "[::1]", "ns/app", None, None),
         (f"127.0.0.1:5000/ns/app@{DIGEST}", "127.0.0.1:5000", "ns/app", None, DIGEST),
         (f"127.0.0.1:5000/ns/app:1.0@{DIGEST}", "127.0.0.1:5000", "ns/app", "1.0", DIGEST),
-        ("host.example:5000/ns/my_app.v2-x__y:Tag_1.0-rc.1", "host.example:5000", "ns/my_app.v2-x__y",
-         "Tag_1.0-rc.1", None),
+        (
+            "host.example:5000/ns/my_app.v2-x__y:Tag_1.0-rc.1",
+            "host.example:5000",
+            "ns/my_app.v2-x__y",
+            "Tag_1.0-rc.1",
+            None,
+        ),
     ],
 )
 def test_parse_splits_host_repository_tag_and_digest(

@@ -55,11 +55,15 @@ def base_config(**container: object) -> ImageConfig:
     )
 
 
-def derive(base: ImageConfig, settings: RuntimeSettings | None = None,
-           labels: dict[str, str] | None = None) -> ImageConfig:
+def derive(
+    base: ImageConfig, settings: RuntimeSettings | None = None, labels: dict[str, str] | None = None
+) -> ImageConfig:
     return derive_config(
-        base, appended=[MODEL, CODE], settings=settings or RuntimeSettings(entrypoint=["/app/run.sh"]),
-        labels=labels or {}, created=CREATED,
+        base,
+        appended=[MODEL, CODE],
+        settings=settings or RuntimeSettings(entrypoint=["/app/run.sh"]),
+        labels=labels or {},
+        created=CREATED,
     )
 
 
@@ -75,7 +79,10 @@ def test_history_is_appended_one_entry_per_layer() -> None:
     config = derive(base_config())
     assert config.history is not None
     assert [h.created_by for h in config.history] == [
-        "base layer 1", "base layer 2", "ecr-oci model", "ecr-oci code",
+        "base layer 1",
+        "base layer 2",
+        "ecr-oci model",
+        "ecr-oci code",
     ]
     assert all(h.created == CREATED for h in config.history[2:])
     # one non-empty history entry per diff_id, as runtimes expect
@@ -107,7 +114,9 @@ def test_labels_merge_and_ours_win() -> None:
     config = derive(base, labels={"org.opencontainers.image.title": "hello-sensor", "ours": "1"})
     assert config.config is not None
     assert config.config.Labels == {
-        "org.opencontainers.image.title": "hello-sensor", "vendor": "base", "ours": "1",
+        "org.opencontainers.image.title": "hello-sensor",
+        "vendor": "base",
+        "ours": "1",
     }
 
 
@@ -155,7 +164,9 @@ def docker_base_manifest() -> Manifest:
             Descriptor(mediaType=MediaType.DOCKER_LAYER_GZIP, digest=Digest.of(b"l1"), size=10),
             Descriptor(
                 mediaType="application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
-                digest=Digest.of(b"l2"), size=20, urls=["https://example.org/l2"],
+                digest=Digest.of(b"l2"),
+                size=20,
+                urls=["https://example.org/l2"],
             ),
             Descriptor(mediaType=MediaType.OCI_LAYER_ZSTD, digest=Digest.of(b"l3"), size=30),
         ],
@@ -184,7 +195,9 @@ def test_docker_media_types_of_base_layers_become_oci() -> None:
 def test_our_layers_follow_the_base_annotated_with_their_role() -> None:
     config = Descriptor(mediaType=MediaType.OCI_CONFIG, digest=Digest.of(b"new"), size=3)
     manifest = derive_manifest(
-        docker_base_manifest(), config=config, appended=[MODEL, CODE],
+        docker_base_manifest(),
+        config=config,
+        appended=[MODEL, CODE],
         annotations={"org.opencontainers.image.version": "0.1.0"},
     )
     ours = manifest.layers[3:]
@@ -203,7 +216,9 @@ def test_gzip_layer_gets_the_standard_oci_gzip_type() -> None:
 
 def entry(platform: str | None, name: str) -> Descriptor:
     return Descriptor(
-        mediaType=MediaType.OCI_MANIFEST, digest=Digest.of(name.encode()), size=1,
+        mediaType=MediaType.OCI_MANIFEST,
+        digest=Digest.of(name.encode()),
+        size=1,
         platform=Platform.parse(platform) if platform else None,
     )
 

@@ -41,7 +41,12 @@ def test_username_password_form(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "key",
-    ["https://reg.example:5000", "http://reg.example:5000", "https://reg.example:5000/v1/", "reg.example:5000/"],
+    [
+        "https://reg.example:5000",
+        "http://reg.example:5000",
+        "https://reg.example:5000/v1/",
+        "reg.example:5000/",
+    ],
 )
 def test_scheme_and_path_of_keys_are_dropped(tmp_path: Path, key: str) -> None:
     path = write_config(tmp_path / "config.json", {"auths": {key: {"auth": b64("u:p")}}})
@@ -76,7 +81,7 @@ def test_file_without_auths_gives_no_credentials(tmp_path: Path) -> None:
 def test_invalid_json_raises_auth_error_naming_the_file(tmp_path: Path) -> None:
     path = tmp_path / "config.json"
     path.write_text('{"auths": {')
-    with pytest.raises(AuthError, match="config.json") as caught:
+    with pytest.raises(AuthError, match=r"config\.json") as caught:
         load_docker_config(path)
     assert str(path) in str(caught.value)
 
@@ -86,7 +91,7 @@ def test_json_that_is_not_an_object_raises_auth_error_naming_the_file(
     tmp_path: Path, document: object
 ) -> None:
     path = write_config(tmp_path / "config.json", document)
-    with pytest.raises(AuthError, match="config.json"):
+    with pytest.raises(AuthError, match=r"config\.json"):
         load_docker_config(path)
 
 

@@ -45,7 +45,10 @@ def test_manifest_bytes_leave_out_unset_fields() -> None:
 def test_manifest_bytes_are_stable_across_a_parse_round_trip() -> None:
     subject = Descriptor(mediaType=MediaType.OCI_MANIFEST, digest=Digest.of(b"s"), size=1)
     manifest = Manifest(
-        artifactType="application/vnd.example", config=CONFIG, layers=[LAYER], subject=subject,
+        artifactType="application/vnd.example",
+        config=CONFIG,
+        layers=[LAYER],
+        subject=subject,
         annotations={"z": "last", "a": "first", "ü": "ünïcode"},
     )
     data = manifest.to_bytes()
@@ -89,7 +92,9 @@ def test_raw_manifest_descriptor_points_at_its_bytes() -> None:
     raw = RawManifest(MediaType.OCI_MANIFEST, Digest.of(data), data)
     descriptor = raw.descriptor(artifactType="application/vnd.example")
     assert (descriptor.digest, descriptor.size, descriptor.mediaType) == (
-        Digest.of(data), len(data), MediaType.OCI_MANIFEST,
+        Digest.of(data),
+        len(data),
+        MediaType.OCI_MANIFEST,
     )
     assert descriptor.artifactType == "application/vnd.example"
     assert not raw.is_index
@@ -110,7 +115,11 @@ def _raw(document: object) -> RawManifest:
             "config.digest",
         ),
         (
-            {"schemaVersion": 2, "config": CONFIG.to_json_obj(), "layers": [{**LAYER.to_json_obj(), "size": -1}]},
+            {
+                "schemaVersion": 2,
+                "config": CONFIG.to_json_obj(),
+                "layers": [{**LAYER.to_json_obj(), "size": -1}],
+            },
             "layers.0.size",
         ),
     ],

@@ -34,8 +34,15 @@ def test_safe_query_keys_keep_their_values() -> None:
         "&n=10&last=v1&artifactType=application/vnd.x&service=reg&scope=repository:ns/app:pull"
     )
     redacted = redact_url(url)
-    for pair in ("mount=sha256:ab", "from=ns/src", "n=10", "last=v1", "artifactType=application/vnd.x",
-                 "service=reg", "scope=repository:ns/app:pull"):
+    for pair in (
+        "mount=sha256:ab",
+        "from=ns/src",
+        "n=10",
+        "last=v1",
+        "artifactType=application/vnd.x",
+        "service=reg",
+        "scope=repository:ns/app:pull",
+    ):
         assert pair in redacted
     assert "REDACTED" not in redacted
     assert {"digest", "mount", "from", "scope"} <= SAFE_QUERY_KEYS
