@@ -28,8 +28,10 @@ POLICY_RC ?= /usr/sbin/policy-rc.d
 # Go tools the integration tests use as independent clients (built only where Go exists).
 ORAS_VERSION := v1.3.0
 CRANE_VERSION := v0.21.0
+COSIGN_VERSION := v2.6.1
 GO := $(shell command -v go 2>/dev/null)
-GO_STAMPS := $(TOOLS_BIN)/.oras-$(ORAS_VERSION) $(TOOLS_BIN)/.crane-$(CRANE_VERSION)
+GO_STAMPS := $(TOOLS_BIN)/.oras-$(ORAS_VERSION) $(TOOLS_BIN)/.crane-$(CRANE_VERSION) \
+	$(TOOLS_BIN)/.cosign-$(COSIGN_VERSION)
 
 PYTEST_ARGS ?=
 
@@ -41,7 +43,7 @@ help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-16s %s\n", $$1, $$2}' \
 		$(MAKEFILE_LIST)
 
-install: system-packages venv go-tools ## Install system packages (apt-get, as root), the venv, oras and crane
+install: system-packages venv go-tools ## Install system packages (apt-get, as root), the venv, oras, crane, cosign
 
 # A policy-rc.d that says "no" (kept if the machine has one) stops apt from starting the packaged
 # services: Debian's docker-registry would listen on :5000 on every interface, in make run's way.
@@ -77,9 +79,9 @@ $(VENV)/.stamp: requirements.lock pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
 	touch $@
 
-go-tools: ## Build oras and crane into .tools/bin (needs Go)
+go-tools: ## Build oras, crane and cosign into .tools/bin (needs Go; cosign takes minutes)
 ifeq ($(GO),)
-	@echo "warning: go not found: oras and crane are not built; the tests that use them fail" >&2
+	@echo "warning: go not found: oras, crane and cosign are not built; the tests that use them fail" >&2
 else
 go-tools: $(GO_STAMPS)
 endif
@@ -90,6 +92,10 @@ $(TOOLS_BIN)/.oras-$(ORAS_VERSION):
 
 $(TOOLS_BIN)/.crane-$(CRANE_VERSION):
 	GOBIN=$(TOOLS_BIN) $(GO) install github.com/google/go-containerregistry/cmd/crane@$(CRANE_VERSION)
+	touch $@
+
+$(TOOLS_BIN)/.cosign-$(COSIGN_VERSION):
+	GOBIN=$(TOOLS_BIN) $(GO) install github.com/sigstore/cosign/v2/cmd/cosign@$(COSIGN_VERSION)
 	touch $@
 
 run: install ## Start a registry, build the base image, push examples/hello-sensor, run it with podman

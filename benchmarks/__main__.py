@@ -1,46 +1,49 @@
-"""``python -m benchmarks [--size-mib N | --quick] [--no-write]`` — see :mod:`benchmarks`.
+"""``python -m benchmarks [--size-mib N | --quick] [--repeat N] [--no-write]`` — see :mod:`benchmarks`.
 
     $ .venv/bin/python -m benchmarks --quick --no-write
 
-Order of a run, all against one fresh registry in a temp dir: push the busybox base (untimed),
-write every contender's random payload (untimed), time ecr-oci's full push and each peer's, time
-ecr-oci's no-op re-push, then the code-only update with podman. The temp dir (registry store,
-payloads, podman storage, ecr-oci's layer cache) is removed at the end, the registry stopped.
+Order of a run, all against one fresh registry in a temp dir: push the busybox base (untimed);
+then ``--repeat`` rounds in which each contender in turn writes its own fresh random payload
+(untimed, right before its push so that every contender reads a file that is hot in the page
+cache) and pushes it (timed); then ecr-oci's no-op re-push of the last round's bundle, ``--repeat``
+times; then the code-only update with podman. The temp dir (registry store, payloads, podman
+storage, ecr-oci's layer caches) is removed at the end and the registry stopped.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from benchmarks.contenders import (
+    ECR,
     PEERS,
-    Push,
+    Prepare,
     PushFigure,
+    PushSeries,
+    bundle_version,
+    ecr_oci_preparer,
     ecr_oci_push,
     find_tool,
-    prepare_crane,
-    prepare_oras,
-    prepare_skopeo,
+    peer_preparer,
     timed_push,
 )
 from benchmarks.machine import describe_machine
 from benchmarks.measure import BenchError, rss_floor_mb
-from benchmarks.payload import bump_code, write_bundle
+from benchmarks.payload import bump_code
 from benchmarks.report import Results, UpdateFigure, console_table, markdown_section, write_section
 from ecr_oci.devenv import DevEnvError, LocalRegistry, PodmanEnv, build_busybox_base, require_program
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
 QUICK_MIB = 64
-V1, V2 = "1.0.0", "1.0.1"
+DEFAULT_MIB = 1024
+DEFAULT_REPEAT = 5
 REPOSITORY = "bench/ecr-oci"  # metadata namespace/name in payload._ecr_yaml
-
-Prepare = Callable[[str, str, Path, int], Push]
-_PREPARE: dict[str, Prepare] = {"oras": prepare_oras, "crane": prepare_crane, "skopeo": prepare_skopeo}
 
 
 def say(message: str) -> None:
@@ -51,25 +54,28 @@ def say(message: str) -> None:
 def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--size-mib", type=int, default=1024, help="model size in MiB for every contender (default 1024)"
+        "--size-mib", type=int, default=DEFAULT_MIB, help="model size in MiB per contender (default 1024)"
     )
     parser.add_argument(
         "--quick", action="store_true", help=f"smoke run with a {QUICK_MIB} MiB model (overrides --size-mib)"
     )
+    parser.add_argument(
+        "--repeat", type=int, default=DEFAULT_REPEAT, help="rounds of full pushes; medians are reported"
+    )
     parser.add_argument("--no-write", action="store_true", help="do not rewrite docs/benchmarks.md")
     args = parser.parse_args(argv)
-    if args.size_mib <= 0:
-        parser.error("--size-mib must be positive")
+    if args.size_mib <= 0 or args.repeat <= 0:
+        parser.error("--size-mib and --repeat must be positive")
     return args
 
 
-def _find_peers() -> tuple[dict[str, str], list[str]]:
-    """Paths of the peers that are installed, and the names of those that are not (said loudly)."""
-    found: dict[str, str] = {}
+def _contenders(base: str) -> tuple[dict[str, Prepare], list[str]]:
+    """ecr-oci and the installed peers, in running order; the missing peers are said loudly."""
+    contenders: dict[str, Prepare] = {ECR: ecr_oci_preparer(base)}
     missing: list[str] = []
     for name in PEERS:
-        path = find_tool(name)
-        if path is None:
+        tool = find_tool(name)
+        if tool is None:
             missing.append(name)
             print(
                 f"!!! PEER MISSING: {name} not found in .tools/bin or on PATH — run `make install`;"
@@ -78,24 +84,37 @@ def _find_peers() -> tuple[dict[str, str], list[str]]:
                 flush=True,
             )
         else:
-            found[name] = path
-    return found, missing
-
-
-def _prepare_peers(peers: dict[str, str], host: str, work: Path, size: int) -> list[Push]:
-    prepared = []
-    for name, tool in peers.items():
-        say(f"writing {size >> 20} MiB of fresh random data for {name}")
-        prepared.append(_PREPARE[name](tool, host, work, size))
-    return prepared
+            contenders[name] = peer_preparer(name, tool)
+    return contenders, missing
 
 
 def _report(figure: PushFigure) -> PushFigure:
-    say(
-        f"{figure.name}: {figure.wall_s:.2f} s, {figure.mb_per_s:.1f} MB/s, "
-        f"peak RSS {figure.peak_rss_mb:.0f} MB"
-    )
+    rate = f"{figure.mb_per_s:.1f} MB/s" if figure.payload_bytes else "nothing sent"
+    say(f"{figure.name}: {figure.wall_s:.2f} s, {rate}, peak RSS {figure.peak_rss_mb:.0f} MB")
     return figure
+
+
+def _full_pushes(
+    contenders: dict[str, Prepare], host: str, work: Path, size: int, repeat: int
+) -> list[PushSeries]:
+    """Round-robin, so that drift (a filling disk, a busier neighbour) hits every contender alike."""
+    runs: dict[str, list[PushFigure]] = {name: [] for name in contenders}
+    for round_ in range(repeat):
+        for name, prepare in contenders.items():
+            say(f"round {round_ + 1}/{repeat}: fresh {size >> 20} MiB random payload for {name}")
+            runs[name].append(_report(timed_push(prepare(host, work, size, round_))))
+    return [PushSeries(name, figures) for name, figures in runs.items()]
+
+
+def _noop_pushes(bundle: Path, host: str, cache: Path, repeat: int) -> PushSeries:
+    """Re-push the bundle unchanged with its warm layer cache; each must report unchanged=true."""
+    runs = []
+    for _ in range(repeat):
+        figure = _report(timed_push(ecr_oci_push(bundle, host, cache_home=cache, name="ecr-oci no-op")))
+        if not figure.output.get("unchanged") or figure.payload_bytes:
+            raise BenchError(f"the re-push of an unchanged bundle was not a no-op: {figure.output}")
+        runs.append(figure)
+    return PushSeries("ecr-oci no-op", runs)
 
 
 def _timed_pull(node: PodmanEnv, registry: LocalRegistry, ref: str) -> tuple[float, int]:
@@ -108,55 +127,69 @@ def _timed_pull(node: PodmanEnv, registry: LocalRegistry, ref: str) -> tuple[flo
 
 
 def _code_update(
-    registry: LocalRegistry, bundle: Path, base: str, cache: Path, node_root: Path
+    registry: LocalRegistry, bundle: Path, base: str, cache: Path, round_: int, node_root: Path
 ) -> UpdateFigure:
     """Pull v1 into a fresh podman node, push a v2 that changes one code file, pull v2."""
+    v1, v2 = bundle_version(round_), bundle_version(round_, update=True)
     node = PodmanEnv(node_root, insecure_registries=[registry.host])
     try:
-        pull_v1 = _timed_pull(node, registry, f"{registry.host}/{REPOSITORY}:{V1}")
-        say(f"podman pull v1: {pull_v1[0]:.2f} s, registry served {pull_v1[1]:,} B")
-        bump_code(bundle, base=base, version=V2)
-        push = _report(ecr_oci_push(bundle, registry.host, cache_home=cache, name="ecr-oci v2"))
+        pull_v1 = _timed_pull(node, registry, f"{registry.host}/{REPOSITORY}:{v1}")
+        say(f"podman pull {v1}: {pull_v1[0]:.2f} s, registry served {pull_v1[1]:,} B")
+        bump_code(bundle, base=base, version=v2)
+        push = _report(timed_push(ecr_oci_push(bundle, registry.host, cache_home=cache, name="ecr-oci v2")))
         code = next(layer for layer in push.output["layers"] if layer["role"] == "code")
-        pull_v2 = _timed_pull(node, registry, f"{registry.host}/{REPOSITORY}:{V2}")
-        say(f"podman pull v2: {pull_v2[0]:.2f} s, registry served {pull_v2[1]:,} B")
+        pull_v2 = _timed_pull(node, registry, f"{registry.host}/{REPOSITORY}:{v2}")
+        say(f"podman pull {v2}: {pull_v2[0]:.2f} s, registry served {pull_v2[1]:,} B")
     finally:
         node.remove_all()
     return UpdateFigure(push, int(code["size"]), *pull_v1, *pull_v2)
 
 
-def run_benchmark(work: Path, size: int) -> tuple[Results, dict[str, str]]:
+def _load() -> str:
+    """The 1-minute load average over the CPU count, e.g. ``0.12 on 2 CPUs``."""
+    return f"{os.getloadavg()[0]:.2f} on {len(os.sched_getaffinity(0))} CPUs"
+
+
+def _warn_if_busy() -> str:
+    """Say loudly when other work is running: on a 2-core machine it skews every figure."""
+    load = _load()
+    if os.getloadavg()[0] > 0.5 * len(os.sched_getaffinity(0)):
+        print(
+            f"!!! MACHINE BUSY: load average {load}; the figures will be noisy", file=sys.stderr, flush=True
+        )
+    return load
+
+
+def run_benchmark(work: Path, size: int, repeat: int) -> tuple[Results, dict[str, str]]:
     """The whole measurement in ``work``; the registry is stopped before this returns."""
-    peers, missing = _find_peers()
     require_program("podman")
+    load_before = _warn_if_busy()
     with LocalRegistry(work / "registry") as registry:
-        host = registry.host
-        say(f"registry on {host}; pushing the busybox base image (untimed)")
-        base = build_busybox_base(host, workdir=work / "base")
-        say(f"writing the bench bundle with a {size >> 20} MiB random model")
-        bundle = work / "bundle"
-        write_bundle(bundle, base=base, version=V1, model_size=size)
-        prepared = _prepare_peers(peers, host, work, size)
-        cache = work / "xdg-cache"
-        pushes = [_report(ecr_oci_push(bundle, host, cache_home=cache))]
-        pushes += [_report(timed_push(push)) for push in prepared]
-        noop = _report(ecr_oci_push(bundle, host, cache_home=cache, name="ecr-oci no-op"))
-        if not noop.output.get("unchanged"):
-            say("!!! the re-push did not report unchanged=true")
-        update = _code_update(registry, bundle, base, cache, work / "podman")
-    machine = describe_machine({"docker-registry": "docker-registry", **peers, "podman": "podman"})
-    return Results(size, pushes, missing, noop, update, rss_floor_mb()), machine
+        say(f"registry on {registry.host}; pushing the busybox base image (untimed)")
+        base = build_busybox_base(registry.host, workdir=work / "base")
+        contenders, missing = _contenders(base)
+        pushes = _full_pushes(contenders, registry.host, work, size, repeat)
+        last = repeat - 1
+        bundle, cache = work / f"bundle-r{last}", work / f"cache-r{last}"
+        noop = _noop_pushes(bundle, registry.host, cache, repeat)
+        update = _code_update(registry, bundle, base, cache, last, work / "podman")
+    programs = {name: find_tool(name) or name for name in ("docker-registry", *PEERS, "podman")}
+    results = Results(size, repeat, pushes, missing, noop, update, rss_floor_mb())
+    machine = describe_machine(programs)
+    machine["load average (1 min) at start"] = load_before
+    return results, machine
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parse(argv)
     mib = QUICK_MIB if args.quick else args.size_mib
     command = "python -m benchmarks" + (
-        " --quick" if args.quick else f" --size-mib {mib}" if mib != 1024 else ""
+        " --quick" if args.quick else f" --size-mib {mib}" * (mib != DEFAULT_MIB)
     )
+    command += f" --repeat {args.repeat}" * (args.repeat != DEFAULT_REPEAT)
     try:
         with tempfile.TemporaryDirectory(prefix="ecr-bench-") as tmp:
-            results, machine = run_benchmark(Path(tmp), mib << 20)
+            results, machine = run_benchmark(Path(tmp), mib << 20, args.repeat)
     except (BenchError, DevEnvError) as err:
         print(f"benchmark failed: {err}", file=sys.stderr)
         return 1

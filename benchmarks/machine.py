@@ -67,7 +67,7 @@ def _program_version(path: str, args: tuple[str, ...]) -> str:
     except (OSError, subprocess.TimeoutExpired) as err:
         return f"unavailable ({err})"
     lines = (result.stdout or result.stderr).strip().splitlines()
-    return lines[0].strip() if lines else "unknown"
+    return " ".join(lines[0].split()) if lines else "unknown"
 
 
 def _package(name: str) -> str:

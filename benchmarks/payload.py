@@ -116,7 +116,7 @@ def _source_file(rng: random.Random, number: int, size: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_code_tree(src: Path, *, total: int = CODE_BYTES, files: int = CODE_FILES, seed: int = 2) -> None:
+def write_code_tree(src: Path, *, total: int = CODE_BYTES, files: int = CODE_FILES, seed: int = 0) -> None:
     """``run.sh`` plus ``files`` generated modules adding up to about ``total`` bytes."""
     rng = random.Random(seed)  # noqa: S311 - filler text, not a secret
     (src / "pkg").mkdir(parents=True, exist_ok=True)
@@ -153,11 +153,15 @@ model:
 """
 
 
-def write_bundle(directory: Path, *, base: str, version: str, model_size: int) -> None:
-    """The bench bundle: ``ecr.yaml``, generated ``src/``, a random ``model/model.bin``."""
+def write_bundle(directory: Path, *, base: str, version: str, model_size: int, seed: int = 0) -> None:
+    """The bench bundle: ``ecr.yaml``, generated ``src/``, a random ``model/model.bin``.
+
+    Give each full push its own ``seed``: with the same code the registry would already hold the
+    code layer, and that push would upload (and mean) less than a full push.
+    """
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "ecr.yaml").write_text(_ecr_yaml(base, version))
-    write_code_tree(directory / "src")
+    write_code_tree(directory / "src", seed=seed)
     write_random_file(directory / "model" / "model.bin", model_size)
 
 

@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks.contenders import PushFigure
+from benchmarks.contenders import ECR, PushFigure, PushSeries
 
 __all__ = [
     "END",
@@ -31,7 +31,6 @@ __all__ = [
 
 START = "<!-- bench:start -->"
 END = "<!-- bench:end -->"
-ECR = "ecr-oci"
 
 
 @dataclass(frozen=True)
@@ -53,22 +52,23 @@ class UpdateFigure:
 
 @dataclass(frozen=True)
 class Results:
-    """Everything one run measured. ``pushes`` holds ecr-oci's full push and each peer's."""
+    """Everything one run measured. ``pushes`` holds ecr-oci's full pushes and each peer's."""
 
     size: int
-    pushes: list[PushFigure]
+    repeat: int
+    pushes: list[PushSeries]
     missing: list[str]
-    noop: PushFigure
+    noop: PushSeries
     update: UpdateFigure
     #: What :func:`~benchmarks.measure.rss_floor_mb` reported: no RSS figure can be below it.
     rss_floor_mb: float
 
     @property
-    def ecr(self) -> PushFigure:
+    def ecr(self) -> PushSeries:
         return next(p for p in self.pushes if p.name == ECR)
 
     @property
-    def fastest_peer(self) -> PushFigure | None:
+    def fastest_peer(self) -> PushSeries | None:
         peers = [p for p in self.pushes if p.name != ECR]
         return max(peers, key=lambda p: p.mb_per_s) if peers else None
 
@@ -103,7 +103,8 @@ class Target:
     def text(self) -> tuple[str, str, str]:
         """(what, measured, target) as printed."""
         sign = ">=" if self.at_least else "<="
-        measured = "n/a" if self.value is None else f"{self.value:.3g} {self.unit}".strip()
+        digits = 1 if self.unit == "MB" else 3
+        measured = "n/a" if self.value is None else f"{self.value:.{digits}f} {self.unit}"
         return self.what, measured, f"{sign} {self.limit:g} {self.unit}".strip()
 
 
@@ -132,64 +133,39 @@ def _mb(n: int) -> str:
     return f"{n / 1e6:,.1f}"
 
 
-def _rows(results: Results) -> list[tuple[str, str, str, str, str, str]]:
-    """(step, contender, wall s, MB/s, peak RSS MB, ratio/notes) for every measured step."""
+Row = tuple[str, str, str, str, str, str]
+
+
+def _walls(series: PushSeries) -> str:
+    return "/".join(f"{wall:.2f}" for wall in series.walls)
+
+
+def _push_rows(results: Results) -> list[Row]:
     peer = results.fastest_peer
     rows = []
     for push in results.pushes:
         ratio = f"{push.mb_per_s / peer.mb_per_s:.2f}x fastest peer" if peer else "no peer"
-        rows.append(
-            (
-                "full push",
-                push.name,
-                f"{push.wall_s:.2f}",
-                f"{push.mb_per_s:.1f}",
-                f"{push.peak_rss_mb:.0f}",
-                f"{ratio}; {_mb(push.payload_bytes)} MB sent",
-            )
-        )
-    noop, update = results.noop, results.update
-    rows.append(
-        (
-            "no-op re-push",
-            ECR,
-            f"{noop.wall_s:.2f}",
-            "-",
-            f"{noop.peak_rss_mb:.0f}",
-            f"{results.noop_ratio:.3f}x full push; {noop.payload_bytes} B sent",
-        )
-    )
-    rows.append(
-        (
-            "code update: push v2",
-            ECR,
-            f"{update.push.wall_s:.2f}",
-            "-",
-            f"{update.push.peak_rss_mb:.0f}",
-            f"bytesUploaded {update.push.payload_bytes:,} B (code layer {update.code_layer_size:,} B)",
-        )
-    )
-    rows.append(
-        (
-            "code update: pull v1",
-            "podman",
-            f"{update.pull_v1_wall_s:.2f}",
-            "-",
-            "-",
-            f"registry served {_mb(update.pull_v1_served)} MB",
-        )
-    )
-    rows.append(
-        (
-            "code update: pull v2",
-            "podman",
-            f"{update.pull_v2_wall_s:.2f}",
-            "-",
-            "-",
-            f"registry served {update.pull_v2_served:,} B = {update.served_ratio:.3f}x code layer",
-        )
-    )
+        note = f"{ratio}; {_mb(push.payload_bytes)} MB sent; runs {_walls(push)} s"
+        rss = f"{push.peak_rss_mb:.0f}"
+        rows.append(("full push", push.name, f"{push.wall_s:.2f}", f"{push.mb_per_s:.1f}", rss, note))
     return rows
+
+
+def _rows(results: Results) -> list[Row]:
+    """(step, contender, wall s, MB/s, peak RSS MB, ratio/notes) for every measured step."""
+    noop, update = results.noop, results.update
+    code = update.code_layer_size
+    return [
+        *_push_rows(results),
+        ("no-op re-push", ECR, f"{noop.wall_s:.2f}", "-", f"{noop.peak_rss_mb:.0f}",
+         f"{results.noop_ratio:.3f}x full push; {noop.payload_bytes} B sent; runs {_walls(noop)} s"),
+        ("code update: push v2", ECR, f"{update.push.wall_s:.2f}", "-", f"{update.push.peak_rss_mb:.0f}",
+         f"bytesUploaded {update.push.payload_bytes:,} B (code layer {code:,} B)"),
+        ("code update: pull v1", "podman", f"{update.pull_v1_wall_s:.2f}", "-", "-",
+         f"registry served {_mb(update.pull_v1_served)} MB"),
+        ("code update: pull v2", "podman", f"{update.pull_v2_wall_s:.2f}", "-", "-",
+         f"registry served {update.pull_v2_served:,} B = {update.served_ratio:.3f}x code layer"),
+    ]  # fmt: skip
 
 
 _HEADER = ("step", "contender", "wall s", "MB/s", "peak RSS MB", "ratio / notes")
@@ -232,7 +208,8 @@ def _md_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]
 def markdown_section(results: Results, machine: Mapping[str, str], *, command: str) -> str:
     """The generated part of docs/benchmarks.md: figures, targets, machine."""
     lines = [
-        f"Last run: {machine.get('date', '?')}, `{command}`, model {results.size / (1 << 20):g} MiB.",
+        f"Last run: {machine.get('date', '?')}, `{command}`: model {results.size / (1 << 20):g} MiB, "
+        f"{results.repeat} round(s) of full pushes, medians shown.",
         "",
         *_md_table(_HEADER, [tuple(r) for r in _rows(results)]),
         "",
@@ -253,8 +230,8 @@ def markdown_section(results: Results, machine: Mapping[str, str], *, command: s
 
 def _floor_note(results: Results) -> str:
     return (
-        f"peak RSS is the client's own ru_maxrss; no figure can be below {results.rss_floor_mb:.0f} MB, "
-        "the footprint of the launcher that measures it (`true` run the same way)"
+        f"Peak RSS is the client's own ru_maxrss; no figure can be below {results.rss_floor_mb:.0f} MB, "
+        "the footprint of the launcher that measures it (`true` run the same way)."
     )
 
 

@@ -40,6 +40,8 @@ class MediaType(enum.StrEnum):
     DOCKER_MANIFEST_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
     DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
     DOCKER_LAYER_GZIP = "application/vnd.docker.image.rootfs.diff.tar.gzip"
+    # a DSSE envelope: the layer of a cosign attestation manifest (tag ``sha256-<hex>.att``)
+    DSSE_ENVELOPE = "application/vnd.dsse.envelope.v1+json"
 
     @property
     def is_ours(self) -> bool:
@@ -72,6 +74,24 @@ class MediaType(enum.StrEnum):
 
 
 ROLES = ("code", "model", "data", "profile")
+
+
+class PredicateType(enum.StrEnum):
+    """in-toto predicate types ecr-oci writes: ours are specified in ``mediatypes/`` like media types.
+
+        >>> PredicateType.APPROVAL.is_ours, PredicateType.SLSA_PROVENANCE_V1.is_ours
+        (True, False)
+
+    A schema for one of ours lists it in ``x-predicate-types`` (instead of ``x-media-types``).
+    """
+
+    APPROVAL = "https://ecr.waggle-sensor.org/attestations/approval/v1"
+    SLSA_PROVENANCE_V1 = "https://slsa.dev/provenance/v1"
+
+    @property
+    def is_ours(self) -> bool:
+        return self.value.startswith("https://ecr.waggle-sensor.org/")
+
 
 #: Accept header for manifest GET/HEAD: without the OCI types distribution 2.8 answers 404
 #: (REFERENCE.md, "The registry").

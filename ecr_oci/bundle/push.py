@@ -6,7 +6,8 @@
     '127.0.0.1:5000/waggle/hello-sensor:0.1.0@sha256:…'
 
 Order matters for "nothing half-pushed is tagged" (issue 2, part 11): every blob, then the platform
-manifests and the bundle manifest **by digest**, then the referrer record, and the version tag last.
+manifests and the bundle manifest **by digest**, then the referrer record and (with a key) the
+signatures, and the version tag last.
 A push that dies anywhere before the tag leaves only untagged content, and a rerun skips the blobs
 that made it (existence check per blob). Versions are immutable unless ``force``.
 """
@@ -19,6 +20,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib.metadata import version as package_version
 from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from ecr_oci.bundle import layers as layer_build
 from ecr_oci.bundle.config import (
@@ -54,6 +57,7 @@ from ecr_oci.oci.models import (
 )
 from ecr_oci.oci.registry import RegistryClient
 from ecr_oci.reference import Reference
+from ecr_oci.signing.sign import sign_manifest
 
 #: ``connect(host)`` gives a client for that registry host (credentials and TLS chosen by the caller).
 Connect = Callable[[str], RegistryClient]
@@ -83,6 +87,7 @@ class PushResult:
     bytes_uploaded: int
     unchanged: bool = False
     warnings: list[str] = field(default_factory=list)
+    signed: list[Digest] = field(default_factory=list)
 
     @property
     def image_reference(self) -> str:
@@ -104,6 +109,7 @@ class PushResult:
             ],
             "bytesUploaded": self.bytes_uploaded,
             "unchanged": self.unchanged,
+            "signed": [str(digest) for digest in self.signed],
         }
 
 
@@ -135,12 +141,16 @@ def push_bundle(
     cache: LayerCache | None = None,
     progress: ProgressSink | None = None,
     now: datetime | None = None,
+    signer: ec.EllipticCurvePrivateKey | None = None,
 ) -> PushResult:
     """Validate ``directory``, build and push its bundle to ``registry``; see the module docstring.
 
     Raises :class:`~ecr_oci.errors.BundleSpecError` for a bad ``ecr.yaml`` (before any network
     traffic), :class:`~ecr_oci.errors.ImmutableVersionError` when the version exists with other
     content, :class:`~ecr_oci.errors.RegistryError` for registry failures.
+
+    With ``signer`` the image and each platform manifest get a cosign signature before the version
+    tag is written, so a tagged version is never unsigned.
     """
     loaded = load_spec(directory)
     spec = loaded.spec
@@ -197,6 +207,11 @@ def push_bundle(
             now=now or datetime.now(UTC),
         )
         unchanged = False
+    # what vouches for the image goes on before the tag (signatures now; attestations belong here)
+    signed = []
+    if signer is not None:
+        home = Reference(registry=registry, repository=repository)
+        signed = [s.digest for s in sign_manifest(client, home, image_raw, signer)]
     if current is None or current.digest != image_raw.digest:
         client.put_manifest(repository, tag, image_raw.data, image_raw.media_type)
 
@@ -212,7 +227,7 @@ def push_bundle(
             )
             for layer in built
         ],
-        bytes_uploaded=pushed.bytes_uploaded, unchanged=unchanged,
+        bytes_uploaded=pushed.bytes_uploaded, unchanged=unchanged, signed=signed,
     )
 
 

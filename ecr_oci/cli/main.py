@@ -55,7 +55,7 @@ def cli(ctx: click.Context, verbose: bool) -> None:
 
 
 # The command modules add their commands to ``cli`` when imported (they import ``cli`` from here).
-from ecr_oci.cli import dev, spec, transfer  # noqa: E402, F401
+from ecr_oci.cli import attest, dev, policy, signing, spec, transfer  # noqa: E402, F401
 
 
 def main() -> None:

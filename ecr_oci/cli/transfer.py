@@ -19,6 +19,7 @@ from ecr_oci.cli.options import (
     source_date_epoch,
 )
 from ecr_oci.cli.progress import BarProgress
+from ecr_oci.cli.signing import load_signing_key
 from ecr_oci.mediatypes import ROLES
 from ecr_oci.reference import Reference
 
@@ -38,10 +39,13 @@ def _size(n: int) -> str:
 @click.option("--force", is_flag=True, help="Move the version tag even if it has other content.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
 @click.option("--no-cache", is_flag=True, help="Re-hash every file (ignore the layer cache).")
+@click.option("--sign-key", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Sign the image and each platform manifest with this cosign.key "
+                   "(password from $COSIGN_PASSWORD or a prompt).")
 @registry_options
 def push(
-    directory: Path, registry: str, force: bool, as_json: bool, no_cache: bool, insecure: bool,
-    authfile: Path | None,
+    directory: Path, registry: str, force: bool, as_json: bool, no_cache: bool,
+    sign_key: Path | None, insecure: bool, authfile: Path | None,
 ) -> None:
     """Build DIRECTORY's bundle and push it to REGISTRY as NS/NAME:VERSION.
 
@@ -60,10 +64,12 @@ def push(
     """
     options = RegistryOptions(insecure=insecure, authfile=authfile)
     cache = None if no_cache else LayerCache(default_cache_path())
+    signer = load_signing_key(sign_key) if sign_key else None
     with options.connector() as connect:
         result = push_bundle(
             directory, registry=registry, connect=connect, force=force,
             epoch=source_date_epoch(), cache=cache, progress=BarProgress(enabled=not as_json),
+            signer=signer,
         )
     if as_json:
         echo_json(result.to_json_obj())
@@ -76,6 +82,8 @@ def push(
         note = "uploaded" if layer.uploaded else "already there"
         click.echo(f"  {layer.role:<9} {_size(layer.size):>10}  {layer.digest}  ({note})")
     click.echo(f"  sent      {_size(result.bytes_uploaded)}")
+    if result.signed:
+        click.echo(f"  signed    {len(result.signed)} manifest(s) with {sign_key}")
 
 
 @cli.command()

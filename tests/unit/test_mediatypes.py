@@ -16,10 +16,11 @@ from referencing import Registry, Resource
 from ecr_oci.bundle.spec import BundleSpec
 from ecr_oci.bundle.spec_loader import load_spec
 from ecr_oci.bundle.starter import write_starter
-from ecr_oci.mediatypes import MediaType, spec_folder
+from ecr_oci.mediatypes import MediaType, PredicateType, spec_folder
 
 FOLDER = spec_folder()
 OURS = [m for m in MediaType if m.value.startswith("application/vnd.waggle.ecr.")]
+OUR_PREDICATES = [p for p in PredicateType if p.is_ours]
 SCHEMAS: dict[str, dict[str, Any]] = {
     p.name.removesuffix(".schema.json"): json.loads(p.read_text())
     for p in sorted(FOLDER.glob("*.schema.json"))
@@ -62,10 +63,27 @@ def test_every_media_type_has_a_schema_and_a_page(media_type: MediaType) -> None
 
 
 def test_every_listed_media_type_is_in_the_enum_once() -> None:
-    listed = [t for schema in SCHEMAS.values() for t in schema["x-media-types"]]
+    listed = [t for schema in SCHEMAS.values() for t in schema.get("x-media-types", [])]
     assert sorted(listed) == sorted(m.value for m in OURS)
     for short, schema in SCHEMAS.items():
-        assert {short_name(t) for t in schema["x-media-types"]} == {short}
+        if "x-media-types" in schema:
+            assert {short_name(t) for t in schema["x-media-types"]} == {short}
+
+
+@pytest.mark.parametrize("predicate_type", OUR_PREDICATES, ids=str)
+def test_every_predicate_type_has_a_schema_and_a_page(predicate_type: PredicateType) -> None:
+    """Predicate schemas list their types in ``x-predicate-types``; ``…/approval/v1`` → approval."""
+    short = predicate_type.value.rstrip("/").split("/")[-2]
+    assert predicate_type.value in SCHEMAS[short]["x-predicate-types"]
+    assert f"`{predicate_type.value}`" in (FOLDER / f"{short}.md").read_text()
+    assert f"`{predicate_type.value}`" in (FOLDER / "README.md").read_text()
+
+
+def test_every_schema_lists_media_types_or_predicate_types_in_the_enums() -> None:
+    listed = [t for schema in SCHEMAS.values() for t in schema.get("x-predicate-types", [])]
+    assert sorted(listed) == sorted(p.value for p in OUR_PREDICATES)
+    for short, schema in SCHEMAS.items():
+        assert ("x-media-types" in schema) != ("x-predicate-types" in schema), short
 
 
 @pytest.mark.parametrize("short", sorted(SCHEMAS))

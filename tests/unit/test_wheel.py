@@ -1,4 +1,4 @@
-"""The wheel ships the package, its ``py.typed`` marker and the ``mediatypes/`` folder.
+"""The wheel ships the package, its ``py.typed`` marker and the ``mediatypes/`` and ``policies/`` folders.
 
 Builds with ``python -m build`` (isolated: it fetches the pinned hatchling) into a temporary folder.
 """
@@ -11,6 +11,7 @@ import zipfile
 from pathlib import Path
 
 from ecr_oci.mediatypes import spec_folder
+from ecr_oci.policy import TEMPLATES, policies_folder
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -36,6 +37,21 @@ def test_wheel_ships_mediatypes_and_py_typed(tmp_path: Path) -> None:
     assert missing == set(), f"not in the wheel: {sorted(missing)}"
     for schema in source.glob("*.schema.json"):
         assert shipped + schema.name in names
+
+    # The admission-policy templates that `ecr-oci policy render` reads (ecr_oci.policy.policies_folder).
+    shipped = "ecr_oci/_shipped/policies/"
+    source = ROOT / "policies"
+    expected = {str(p.relative_to(source)) for p in source.rglob("*") if p.is_file()}
+    templates = {template for pairs in TEMPLATES.values() for template, _ in pairs}
+    assert templates | {"README.md"} <= expected
+    missing = {name for name in expected if shipped + name not in names}
+    assert missing == set(), f"not in the wheel: {sorted(missing)}"
+
+
+def test_policies_folder_finds_the_source_checkout() -> None:
+    folder = policies_folder()
+    assert folder == ROOT / "policies"
+    assert (folder / "kyverno" / "clusterpolicy.yaml.tmpl").is_file()
 
 
 def test_spec_folder_finds_the_source_checkout() -> None:
