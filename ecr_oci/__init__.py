@@ -32,7 +32,13 @@ from ecr_oci.errors import (
 from ecr_oci.mediatypes import MediaType
 from ecr_oci.oci.auth import Credentials, load_docker_config
 from ecr_oci.oci.registry import RegistryClient
+from ecr_oci.policy.render import render_policy
 from ecr_oci.reference import Reference
+from ecr_oci.signing.approval import approve_image, verify_approval
+from ecr_oci.signing.attest import attest_image, verify_attestation
+from ecr_oci.signing.keys import generate_key_pair, load_private_key, load_public_key
+from ecr_oci.signing.sign import sign_image
+from ecr_oci.signing.verify import verify_image
 
 __all__ = [
     "AuthError",
@@ -57,10 +63,20 @@ __all__ = [
     "RegistryError",
     "UnsafeArchiveError",
     "VerificationError",
+    "approve_image",
+    "attest_image",
+    "generate_key_pair",
     "inspect_reference",
     "load_docker_config",
+    "load_private_key",
+    "load_public_key",
     "load_spec",
     "pull_bundle",
     "push_bundle",
+    "render_policy",
     "resolve_bundle",
+    "sign_image",
+    "verify_approval",
+    "verify_attestation",
+    "verify_image",
 ]

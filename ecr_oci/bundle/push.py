@@ -44,7 +44,7 @@ from ecr_oci.bundle.progress import ProgressSink
 from ecr_oci.bundle.spec import BundleSpec
 from ecr_oci.bundle.spec_loader import LoadedSpec, load_spec
 from ecr_oci.digest import Digest
-from ecr_oci.errors import ImmutableVersionError
+from ecr_oci.errors import ImmutableVersionError, VerificationError
 from ecr_oci.mediatypes import MediaType, layer_media_type
 from ecr_oci.oci import referrers
 from ecr_oci.oci.models import (
@@ -57,6 +57,9 @@ from ecr_oci.oci.models import (
 )
 from ecr_oci.oci.registry import RegistryClient
 from ecr_oci.reference import Reference
+from ecr_oci.signing.attest import attest_image, verify_attestations
+from ecr_oci.signing.provenance import PREDICATE_TYPE as PROVENANCE_TYPE
+from ecr_oci.signing.provenance import CIContext, build_provenance
 from ecr_oci.signing.sign import sign_manifest
 
 #: ``connect(host)`` gives a client for that registry host (credentials and TLS chosen by the caller).
@@ -142,6 +145,7 @@ def push_bundle(
     progress: ProgressSink | None = None,
     now: datetime | None = None,
     signer: ec.EllipticCurvePrivateKey | None = None,
+    ci: CIContext | None = None,
 ) -> PushResult:
     """Validate ``directory``, build and push its bundle to ``registry``; see the module docstring.
 
@@ -149,9 +153,11 @@ def push_bundle(
     traffic), :class:`~ecr_oci.errors.ImmutableVersionError` when the version exists with other
     content, :class:`~ecr_oci.errors.RegistryError` for registry failures.
 
-    With ``signer`` the image and each platform manifest get a cosign signature before the version
-    tag is written, so a tagged version is never unsigned.
+    With ``signer`` the image and each platform manifest get a cosign signature, and the image a
+    SLSA v1 provenance attestation (``ci`` says which CI run built it), before the version tag is
+    written: a tagged version is never unsigned.
     """
+    started = datetime.now(UTC)
     loaded = load_spec(directory)
     spec = loaded.spec
     repository = f"{spec.metadata.namespace}/{spec.metadata.name}"
@@ -207,11 +213,25 @@ def push_bundle(
             now=now or datetime.now(UTC),
         )
         unchanged = False
-    # what vouches for the image goes on before the tag (signatures now; attestations belong here)
+    # what vouches for the image goes on before the tag
     signed = []
     if signer is not None:
         home = Reference(registry=registry, repository=repository)
         signed = [s.digest for s in sign_manifest(client, home, image_raw, signer)]
+        image_ref = home.with_digest(image_raw.digest)
+        if not unchanged or not _has_provenance(client, image_ref, signer):
+            provenance = build_provenance(
+                source=spec.metadata.source, ecr_yaml_digest=Digest.of(loaded.raw),
+                base_image=base_ref, base_digest=base_raw.digest,
+                platforms=[str(i.platform) for i in images],
+                compression={layer.role: layer.digests.compression for layer in built},
+                source_date_epoch=epoch, builder_version=package_version("ecr-oci"),
+                started_on=started, finished_on=datetime.now(UTC), ci=ci,
+                bundle_digest=bundle_digest,
+                layers={layer.role: layer.digests.digest for layer in built},
+            )
+            attest_image(client, image_ref, signer, predicate=provenance,
+                         predicate_type=PROVENANCE_TYPE)
     if current is None or current.digest != image_raw.digest:
         client.put_manifest(repository, tag, image_raw.data, image_raw.media_type)
 
@@ -443,6 +463,17 @@ def _push_bundle_manifest(
         },
     )
     return referrers.attach(pushed.client, pushed.repository, manifest).digest
+
+
+def _has_provenance(
+    client: RegistryClient, image: Reference, signer: ec.EllipticCurvePrivateKey
+) -> bool:
+    """Whether ``signer`` already attested the provenance of ``image`` (an unchanged re-push)."""
+    try:
+        verify_attestations(client, image, signer.public_key(), predicate_type=PROVENANCE_TYPE)
+    except VerificationError:
+        return False
+    return True
 
 
 def _existing_bundle(client: RegistryClient, repository: str, image: Digest) -> Digest | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import click
@@ -22,6 +23,7 @@ from ecr_oci.cli.progress import BarProgress
 from ecr_oci.cli.signing import load_signing_key
 from ecr_oci.mediatypes import ROLES
 from ecr_oci.reference import Reference
+from ecr_oci.signing.provenance import ci_context_from_env
 
 
 def _size(n: int) -> str:
@@ -69,7 +71,7 @@ def push(
         result = push_bundle(
             directory, registry=registry, connect=connect, force=force,
             epoch=source_date_epoch(), cache=cache, progress=BarProgress(enabled=not as_json),
-            signer=signer,
+            signer=signer, ci=ci_context_from_env(os.environ),
         )
     if as_json:
         echo_json(result.to_json_obj())
@@ -83,7 +85,8 @@ def push(
         click.echo(f"  {layer.role:<9} {_size(layer.size):>10}  {layer.digest}  ({note})")
     click.echo(f"  sent      {_size(result.bytes_uploaded)}")
     if result.signed:
-        click.echo(f"  signed    {len(result.signed)} manifest(s) with {sign_key}")
+        click.echo(f"  signed    {len(result.signed)} manifest(s) with {sign_key}, "
+                   "and attested its SLSA provenance")
 
 
 @cli.command()

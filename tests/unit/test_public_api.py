@@ -12,8 +12,10 @@ def test_public_api_is_pinned():
         "DigestMismatchError", "Error", "ImmutableVersionError", "InputTooLargeError", "Inspection",
         "InvalidReferenceError", "LoadedSpec", "MediaType", "NotFound", "PullResult", "PushResult",
         "Reference", "RegistryClient", "RegistryError", "UnsafeArchiveError", "VerificationError",
-        "inspect_reference", "load_docker_config", "load_spec", "pull_bundle", "push_bundle",
-        "resolve_bundle",
+        "approve_image", "attest_image", "generate_key_pair", "inspect_reference",
+        "load_docker_config", "load_private_key", "load_public_key", "load_spec", "pull_bundle",
+        "push_bundle", "render_policy", "resolve_bundle", "sign_image", "verify_approval",
+        "verify_attestation", "verify_image",
     ]
     for name in ecr_oci.__all__:
         assert getattr(ecr_oci, name) is not None
