@@ -33,9 +33,7 @@ class BundleSpecError(Error):
 
     exit_code = 2
 
-    def __init__(
-        self, message: str, *, file: str, line: int | None = None, field: str | None = None
-    ) -> None:
+    def __init__(self, message: str, *, file: str, line: int | None = None, field: str | None = None) -> None:
         self.file = file
         self.line = line
         self.field = field
@@ -122,5 +120,16 @@ class VerificationError(Error):
 
 class KeyFileError(Error):
     """A key file could not be used: wrong password, corrupted or unsupported key."""
+
+    exit_code = 2
+
+
+class PolicyInputError(Error):
+    """An admission policy cannot be rendered with these arguments (deployment, policy name, format,
+    output); see :func:`ecr_oci.policy.render_policy`.
+
+    Registry and key problems raise :class:`InvalidReferenceError` and :class:`KeyFileError`, the
+    errors the rest of ecr-oci uses for them.
+    """
 
     exit_code = 2

@@ -13,6 +13,7 @@ inside the wheel as ``ecr_oci/_shipped/mediatypes``.
 from __future__ import annotations
 
 import enum
+import re
 from pathlib import Path
 
 
@@ -83,6 +84,13 @@ class PredicateType(enum.StrEnum):
         (True, False)
 
     A schema for one of ours lists it in ``x-predicate-types`` (instead of ``x-media-types``).
+
+    ``APPROVAL`` names a family, not a type that is written: an approval for deployment ``D`` has
+    the type ``APPROVAL/D`` (:func:`approval_type`). Kyverno, policy-controller and ``cosign
+    verify-attestation --policy`` judge *every* attestation of the type they are given and fail on
+    the first that does not pass, so one shared type would make an image approved for two
+    deployments fail both deployments' policies; with a type per deployment each policy sees only
+    its own approvals (``mediatypes/approval.md``).
     """
 
     APPROVAL = "https://ecr.waggle-sensor.org/attestations/approval/v1"
@@ -91,6 +99,51 @@ class PredicateType(enum.StrEnum):
     @property
     def is_ours(self) -> bool:
         return self.value.startswith("https://ecr.waggle-sensor.org/")
+
+
+#: A deployment name, as an approval's ``deployment`` and its predicate type's last path segment:
+#: letters, digits, ``.``, ``_``, ``-``, starting and ending with a letter or digit, at most 128.
+#: Nothing in it needs escaping in a URI path, a Rego string, a CUE string or a Kyverno condition.
+DEPLOYMENT_PATTERN = r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,126}[A-Za-z0-9])?$"
+_DEPLOYMENT = re.compile(DEPLOYMENT_PATTERN)
+
+
+def check_deployment_name(deployment: str) -> str:
+    """Return ``deployment`` if an approval can name it; raise ``ValueError`` saying what is allowed.
+
+    >>> check_deployment_name("sage-prod")
+    'sage-prod'
+    """
+    # fullmatch: the pattern's ``$`` would also accept a trailing newline with re.match
+    if not _DEPLOYMENT.fullmatch(deployment):
+        raise ValueError(
+            f"invalid deployment {deployment!r}: use 1-128 letters, digits, '.', '_' or '-', "
+            "starting and ending with a letter or digit (e.g. sage-prod)"
+        )
+    return deployment
+
+
+def approval_type(deployment: str) -> str:
+    """The predicate type of an approval for ``deployment`` (see :class:`PredicateType`).
+
+        >>> approval_type("sage-prod")
+        'https://ecr.waggle-sensor.org/attestations/approval/v1/sage-prod'
+
+    Raises ``ValueError`` for a name an approval cannot carry (:data:`DEPLOYMENT_PATTERN`).
+    """
+    return f"{PredicateType.APPROVAL.value}/{check_deployment_name(deployment)}"
+
+
+def approval_deployment(predicate_type: str) -> str | None:
+    """The deployment an approval type is for; ``None`` for any other type (the family's base too).
+
+    >>> approval_deployment("https://ecr.waggle-sensor.org/attestations/approval/v1/sage-prod")
+    'sage-prod'
+    >>> approval_deployment(PredicateType.APPROVAL) is None
+    True
+    """
+    name = predicate_type.removeprefix(f"{PredicateType.APPROVAL.value}/")
+    return name if name != predicate_type and _DEPLOYMENT.fullmatch(name) else None
 
 
 #: Accept header for manifest GET/HEAD: without the OCI types distribution 2.8 answers 404

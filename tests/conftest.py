@@ -2,6 +2,7 @@
 
 pytest_plugins = [
     "tests.fixtures.tools",
+    "tests.fixtures.cosign",
     "tests.fixtures.registry",
     "tests.fixtures.images",
     "tests.fixtures.nodes",

@@ -7,6 +7,11 @@
     $ ecr-oci verify-attestation 127.0.0.1:5000/waggle/hello:0.1.0 --key cosign.pub --insecure \\
           --type https://ecr.waggle-sensor.org/attestations/approval/v1 --deployment sage-production
 
+An approval for deployment D has the predicate type ``…/approval/v1/D``
+(:func:`ecr_oci.mediatypes.approval_type`); ``verify-attestation`` takes either that type or the
+base type ``…/approval/v1`` with ``--deployment D``, and checks the approval's rules (deployment,
+expiry) for both.
+
 Keys and their password are read as ``sign``/``verify`` read them (:mod:`ecr_oci.cli.signing`).
 Exit codes: 0 ok, 1 registry failure, 2 bad input, 4 verification failed.
 """
@@ -15,7 +20,6 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -24,8 +28,8 @@ import click
 
 from ecr_oci.cli.main import cli
 from ecr_oci.cli.options import RegistryOptions, echo_json, registry_options
-from ecr_oci.cli.signing import load_signing_key, load_verification_key
-from ecr_oci.errors import VerificationError
+from ecr_oci.cli.signing import load_signing_key, load_verification_key, verification_failure_as_json
+from ecr_oci.mediatypes import approval_deployment, approval_type, check_deployment_name
 from ecr_oci.reference import Reference
 from ecr_oci.signing.approval import APPROVAL_TYPE, approve_image, verify_approval
 from ecr_oci.signing.attest import AttestResult, attest_image, verify_attestation
@@ -41,6 +45,31 @@ def _predicate_type(value: str) -> str:
             param_hint="--type",
         )
     return value
+
+
+def _deployment_to_check(uri: str, deployment: str | None) -> str | None:
+    """The deployment whose approval ``verify-attestation`` checks; ``None`` for other types.
+
+    ``--type …/approval/v1 --deployment D`` and ``--type …/approval/v1/D`` mean the same: approvals
+    for D, which have the predicate type ``…/approval/v1/D``.
+    """
+    if uri == APPROVAL_TYPE:
+        if not deployment:
+            raise click.UsageError(f"--deployment is required with --type {APPROVAL_TYPE}")
+        try:
+            return check_deployment_name(deployment)
+        except ValueError as err:
+            raise click.BadParameter(str(err), param_hint="--deployment") from None
+    named = approval_deployment(uri)
+    if named is None and deployment:
+        raise click.UsageError(
+            f"--deployment applies only to --type {APPROVAL_TYPE} (or {APPROVAL_TYPE}/DEPLOYMENT)"
+        )
+    if named is not None and deployment not in (None, named):
+        raise click.UsageError(
+            f"--type {uri} is the approval type of deployment {named!r}, not {deployment!r}"
+        )
+    return named
 
 
 def _read_predicate(path: Path) -> dict[str, Any]:
@@ -147,8 +176,9 @@ def approve(
     """Approve the image REFERENCE resolves to for --deployment (a signed attestation).
 
     \b
-    Writes an attestation of type https://ecr.waggle-sensor.org/attestations/approval/v1
-    (mediatypes/approval.md) that admission policies and `ecr-oci verify-attestation
+    Writes an attestation of type https://ecr.waggle-sensor.org/attestations/approval/v1/DEPLOYMENT
+    (one type per deployment, so admission policies for one deployment never judge the approvals
+    for another; mediatypes/approval.md) that admission policies and `ecr-oci verify-attestation
     --deployment` check with the public key.
 
     \b
@@ -182,7 +212,9 @@ def approve(
 @click.option("--key", "key_path", required=True, type=_FILE, help="Public key (cosign.pub).")
 @click.option("--type", "predicate_type", required=True, help="Predicate type URI to look for.")
 @click.option(
-    "--deployment", help="With the approval type: require an unexpired approval for this deployment."
+    "--deployment",
+    help="With --type …/approval/v1: require an unexpired approval for this deployment "
+    "(the same as --type …/approval/v1/DEPLOYMENT).",
 )
 @click.option(
     "--json",
@@ -208,21 +240,27 @@ def verify_attestation_command(
     wrong-deployment and expired.
 
     \b
-    Example:
+    Approvals: --type https://ecr.waggle-sensor.org/attestations/approval/v1 --deployment D
+    looks for the approval type of deployment D (…/approval/v1/D; giving that type alone is the
+    same) and also checks the approval's deployment and expiry.
+
+    \b
+    Examples:
       ecr-oci verify-attestation 127.0.0.1:5000/waggle/hello-sensor:0.1.0 --key cosign.pub \\
           --insecure --type https://slsa.dev/provenance/v1 --json
+      ecr-oci verify-attestation 127.0.0.1:5000/waggle/hello-sensor:0.1.0 --key cosign.pub \\
+          --insecure --type https://ecr.waggle-sensor.org/attestations/approval/v1 \\
+          --deployment sage-production
     """
     uri = _predicate_type(predicate_type)
-    if uri == APPROVAL_TYPE and not deployment:
-        raise click.UsageError("--deployment is required with the approval type")
-    if deployment and uri != APPROVAL_TYPE:
-        raise click.UsageError(f"--deployment applies only to --type {APPROVAL_TYPE}")
+    deployment = _deployment_to_check(uri, deployment)
+    looked_for = approval_type(deployment) if deployment else uri
     ref = Reference.parse(reference)
     public_key = load_verification_key(key_path)
     with RegistryOptions(insecure=insecure, authfile=authfile).connector() as connect:
         client = connect(ref.registry)
         pinned = ref.with_digest(client.manifest_digest(ref.repository, ref.identifier))
-        try:
+        with verification_failure_as_json(pinned, enabled=as_json, predicateType=looked_for):
             if deployment:
                 approval = verify_approval(
                     client, pinned, public_key, deployment=deployment, now=datetime.now(UTC)
@@ -231,20 +269,6 @@ def verify_attestation_command(
             else:
                 verified = verify_attestation(client, pinned, public_key, predicate_type=uri)
                 document = verified.to_json_obj()
-        except VerificationError as err:
-            if not as_json:
-                raise
-            echo_json(
-                {
-                    "verified": False,
-                    "reference": str(pinned),
-                    "digest": str(pinned.digest),
-                    "predicateType": uri,
-                    "reason": err.reason,
-                    "message": str(err),
-                }
-            )
-            sys.exit(err.exit_code)
     if as_json:
         echo_json(document)
         return

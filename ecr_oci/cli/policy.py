@@ -20,15 +20,8 @@ from pathlib import Path
 import click
 
 from ecr_oci.cli.main import cli
-from ecr_oci.errors import KeyFileError
-from ecr_oci.policy import (
-    DEFAULT_NAME,
-    FORMATS,
-    PolicyFormat,
-    PolicyInputError,
-    render_policy,
-    write_rendered,
-)
+from ecr_oci.errors import KeyFileError, PolicyInputError
+from ecr_oci.policy import DEFAULT_NAME, FORMATS, PolicyFormat, render_policy, write_rendered
 
 
 @cli.group()

@@ -13,12 +13,12 @@ policy, its offline settings and how to apply it.
 
 from __future__ import annotations
 
+from ecr_oci.errors import PolicyInputError
 from ecr_oci.policy.render import (
     DEFAULT_NAME,
     FORMATS,
     TEMPLATES,
     PolicyFormat,
-    PolicyInputError,
     check_deployment,
     check_dns_label,
     check_registry,

@@ -23,13 +23,15 @@ a template stay plain, parseable YAML/JSON. The price is that the templates' com
 each rendered YAML file starts with a header naming its template and ``policies/README.md`` instead.
 
 Placeholders are ``string.Template`` fields (``${REGISTRY}``, ``${DEPLOYMENT}``, ``${NAME}``,
-``${PUBLIC_KEY_PEM}``, ``${PUBLIC_KEY_BASE64}``, ``${APPROVAL_PREDICATE_TYPE}``), replaced in every
-string and mapping key of the tree. Inputs are checked first, because they end up inside glob
-patterns, Rego string literals and Kyverno conditions: the registry must be a plain ``host[:port]``,
-the deployment must match the approval predicate's ``deployment`` pattern (letters, digits, ``.``,
+``${PUBLIC_KEY_PEM}``, ``${PUBLIC_KEY_BASE64}``, ``${APPROVAL_PREDICATE_TYPE}``: the approval type
+of *this* deployment, ``…/approval/v1/<deployment>``), replaced in every string and mapping key of
+the tree. Inputs are checked first, because they end up inside glob patterns, Rego string literals,
+Kyverno conditions and a predicate-type URI: the registry must be a plain ``host[:port]``, the
+deployment must match the approval predicate's ``deployment`` pattern (letters, digits, ``.``,
 ``_``, ``-``: nothing that needs quoting), the policy name must be a DNS label (Kubernetes object
 names), and the key must be an ECDSA P-256 public key (cosign's). The key and deployment checks are
-:mod:`ecr_oci.signing`'s, so a policy accepts exactly what ``ecr-oci approve`` can write.
+the ones :mod:`ecr_oci.signing` and :mod:`ecr_oci.mediatypes` apply, so a policy accepts exactly
+what ``ecr-oci approve`` can write.
 """
 
 from __future__ import annotations
@@ -46,9 +48,9 @@ from typing import Any, Literal, get_args
 import yaml
 from cryptography.hazmat.primitives import serialization
 
-from ecr_oci.errors import Error, InvalidReferenceError
+from ecr_oci.errors import Error, InvalidReferenceError, PolicyInputError
+from ecr_oci.mediatypes import approval_type, check_deployment_name
 from ecr_oci.reference import Reference
-from ecr_oci.signing.approval import APPROVAL_TYPE, DEPLOYMENT_PATTERN
 from ecr_oci.signing.keys import load_public_key
 from ecr_oci.signing.keys import public_key_pem as encode_public_key
 
@@ -72,20 +74,9 @@ TEMPLATES: Mapping[str, tuple[tuple[str, str], ...]] = {
 
 # RFC 1123 label, as Kubernetes checks object names that must be DNS labels.
 _DNS_LABEL = re.compile(r"^[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?$")
-_DEPLOYMENT = re.compile(DEPLOYMENT_PATTERN)
 # What a host[:port] without IPv6 brackets may contain; checked with fullmatch, because the
 # patterns above end in ``$``, which re.match also accepts before a trailing newline.
 _HOST_PORT_CHARS = re.compile(r"[A-Za-z0-9.:-]+")
-
-
-class PolicyInputError(Error):
-    """An argument of :func:`render_policy` cannot be used (deployment, policy name, format, output).
-
-    Registry and key problems raise :class:`~ecr_oci.errors.InvalidReferenceError` and
-    :class:`~ecr_oci.errors.KeyFileError`, the errors the rest of ecr-oci uses for them.
-    """
-
-    exit_code = 2
 
 
 def policies_folder() -> Path:
@@ -117,21 +108,24 @@ def render_policy(
 
     Raises :class:`~ecr_oci.errors.KeyFileError` when ``public_key_pem`` is not a PEM public key of
     type ECDSA P-256, :class:`~ecr_oci.errors.InvalidReferenceError` when ``registry`` is not a plain
-    ``host[:port]``, and :class:`PolicyInputError` for an unknown format, a deployment name that an
-    approval cannot carry, or a policy name that is not a DNS label.
+    ``host[:port]``, and :class:`~ecr_oci.errors.PolicyInputError` for an unknown format, a
+    deployment name that an approval cannot carry, or a policy name that is not a DNS label.
     """
     if format not in TEMPLATES:
         raise PolicyInputError(f"unknown policy format {format!r}: use one of {', '.join(FORMATS)}")
     # Re-encoded, so stray whitespace or CRLF line ends in the file never reach a policy.
     pem = encode_public_key(load_public_key(public_key_pem, source=key_source))
+    deployment = check_deployment(deployment)
     values = {
         "REGISTRY": check_registry(registry),
-        "DEPLOYMENT": check_deployment(deployment),
+        "DEPLOYMENT": deployment,
         "NAME": check_dns_label(name, what="policy name"),
         "PUBLIC_KEY_PEM": pem.decode("ascii"),
         # containers-policy.json(5) sigstoreSigned keyData: base64 of the key file's bytes.
         "PUBLIC_KEY_BASE64": base64.b64encode(pem).decode("ascii"),
-        "APPROVAL_PREDICATE_TYPE": APPROVAL_TYPE,
+        # One approval type per deployment (ecr_oci.signing.approval): the engines judge every
+        # attestation of the type they are given, so they must see this deployment's only.
+        "APPROVAL_PREDICATE_TYPE": approval_type(deployment),
     }
     folder = policies_folder()
     rendered: dict[str, bytes] = {}
@@ -189,16 +183,14 @@ def check_registry(registry: str) -> str:
 def check_deployment(deployment: str) -> str:
     """Return ``deployment`` if an approval can name it (``mediatypes/approval.schema.json``).
 
-    The name is compared exactly by the policies and sits inside a Rego string literal and a
-    Kyverno condition; the pattern (letters, digits, ``.``, ``_``, ``-``) keeps quotes, ``*``/``?``
-    wildcards and ``{{ }}`` out of both.
+    The name is compared exactly by the policies, sits inside a Rego string literal and a Kyverno
+    condition, and ends the approval predicate type (a URI); the pattern (letters, digits, ``.``,
+    ``_``, ``-``) keeps quotes, ``*``/``?`` wildcards, ``{{ }}`` and ``/`` out of all of them.
     """
-    if not _DEPLOYMENT.fullmatch(deployment):
-        raise PolicyInputError(
-            f"invalid deployment {deployment!r}: use 1-128 letters, digits, '.', '_' or '-', "
-            "starting and ending with a letter or digit (e.g. sage-prod), as approvals name it"
-        )
-    return deployment
+    try:
+        return check_deployment_name(deployment)
+    except ValueError as err:
+        raise PolicyInputError(f"{err}, as approvals name it") from None
 
 
 def check_dns_label(value: str, *, what: str) -> str:

@@ -58,6 +58,7 @@ __all__ = [
     "VerifiedAttestation",
     "attest_image",
     "attestation_tag",
+    "claimed_predicate_types",
     "resolve_digest",
     "verify_attestation",
     "verify_attestations",
@@ -261,6 +262,21 @@ def verify_attestation(
 ) -> VerifiedAttestation:
     """The newest valid attestation of ``predicate_type``; see :func:`verify_attestations`."""
     return verify_attestations(client, reference, public_key, predicate_type=predicate_type)[-1]
+
+
+def claimed_predicate_types(client: RegistryClient, reference: Reference) -> list[str]:
+    """The predicate types the layers of the image's ``.att`` manifest are annotated with, in order.
+
+    Unauthenticated (whoever can push can write an annotation): a hint for messages and for
+    choosing what to verify, never a verdict. Empty when the image has no ``.att`` tag; raises
+    ``VerificationError(reason="malformed")`` when the tag holds something else than an image
+    manifest, :class:`~ecr_oci.errors.NotFound` when the image is missing.
+    """
+    tag = attestation_tag(resolve_digest(client, reference))
+    found = read_tagged(client, reference.repository, tag)
+    layers = found.manifest.layers if found else []
+    claimed = [(layer.annotations or {}).get(PREDICATE_TYPE_ANNOTATION) for layer in layers]
+    return [value for value in claimed if value]
 
 
 def _check_statement(statement: Statement, *, predicate_type: str, digest: Digest) -> None:

@@ -114,21 +114,23 @@ def read_tagged(client: RegistryClient, repository: str, tag: str) -> SignatureM
     """The cosign-style manifest at ``tag`` (``.sig`` or ``.att``), or ``None`` when absent.
 
     Raises ``VerificationError(reason="malformed")`` when the tag holds something that is not an
-    image manifest, and :class:`~ecr_oci.errors.RegistryError` for registry failures.
+    image manifest (the message says "signature manifest" or "attestation manifest" by the tag's
+    suffix), and :class:`~ecr_oci.errors.RegistryError` for registry failures.
     """
     if client.head_manifest(repository, tag) is None:
         return None
     raw = client.get_manifest(repository, tag)
     where = f"{client.host}/{repository}:{tag}"
+    kind = "attestation" if tag.endswith(".att") else "signature"
     if raw.media_type not in (MediaType.OCI_MANIFEST, MediaType.DOCKER_MANIFEST):
         raise VerificationError(
-            f"malformed signature manifest {where}: media type {raw.media_type!r} is not an image manifest",
+            f"malformed {kind} manifest {where}: media type {raw.media_type!r} is not an image manifest",
             reason="malformed",
         )
     try:
         manifest = raw.as_manifest(url=where)
     except RegistryError as err:
-        raise VerificationError(f"malformed signature manifest {where}: {err}", reason="malformed") from None
+        raise VerificationError(f"malformed {kind} manifest {where}: {err}", reason="malformed") from None
     return SignatureManifest(raw, manifest)
 
 

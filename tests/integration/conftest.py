@@ -1,5 +1,6 @@
-"""Helpers for push/pull integration tests: a copy of the example bundle aimed at the test registry,
-and the ``ecr-oci`` command run as a real process."""
+"""Helpers for the integration tests: a client and a repository of the test's own on the session
+registry, a copy of the example bundle aimed at the test registry, and the ``ecr-oci`` command run as
+a real process."""
 
 from __future__ import annotations
 
@@ -9,13 +10,36 @@ import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from ecr_oci.devenv import LocalRegistry
+from ecr_oci.oci.registry import RegistryClient
+
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "hello-sensor"
+
+
+@pytest.fixture
+def client(registry: LocalRegistry) -> Iterator[RegistryClient]:
+    """A plain-HTTP client of the session ``registry``, closed after the test."""
+    with RegistryClient(registry.host, insecure=True) as made:
+        yield made
+
+
+@pytest.fixture
+def repo(request: pytest.FixtureRequest) -> str:
+    """A repository name of the test's own: ``<module>/<test name>-<random>``.
+
+    ``test_signing.py::test_x[a]`` → ``signing/test-x-a-1a2b3c4d``, so tests share the session
+    registry without seeing each other's tags.
+    """
+    module = request.module.__name__.rsplit(".", 1)[-1].removeprefix("test_").replace("_", "-")
+    name = request.node.name.lower().replace("_", "-").replace("[", "-").replace("]", "")
+    return f"{module}/{name[:50].strip('-')}-{uuid.uuid4().hex[:8]}"
 
 
 def write_bundle(
@@ -51,15 +75,24 @@ def set_version(directory: Path, version: str) -> None:
 Runner = Callable[..., subprocess.CompletedProcess[str]]
 
 
-def make_runner(home: Path) -> Runner:
-    """Run ``ecr-oci ARGS`` as a real process with a private HOME and cache."""
-    env = {**os.environ, "XDG_CACHE_HOME": str(home / "cache"), "HOME": str(home)}
-    env.pop("SOURCE_DATE_EPOCH", None)
+def make_runner(home: Path, *, env: Mapping[str, str] | None = None) -> Runner:
+    """Run ``ecr-oci ARGS`` as a real process with a private HOME and cache, plus ``env``.
+
+    ``env`` adds variables (``COSIGN_PASSWORD`` for the signing commands); ``ARGS`` may be followed
+    by keywords of :func:`subprocess.run` (``cwd=…``) and ``check=False`` to see a failure.
+    """
+    environ = {**os.environ, "XDG_CACHE_HOME": str(home / "cache"), "HOME": str(home), **(env or {})}
+    environ.pop("SOURCE_DATE_EPOCH", None)
 
     def run(*args: str, check: bool = True, **kwargs: Any) -> subprocess.CompletedProcess[str]:
         done = subprocess.run(
-            [sys.executable, "-m", "ecr_oci", *args], capture_output=True, text=True, env=env,
-            timeout=300, check=False, **kwargs,
+            [sys.executable, "-m", "ecr_oci", *args],
+            capture_output=True,
+            text=True,
+            env=environ,
+            timeout=300,
+            check=False,
+            **kwargs,
         )
         if check and done.returncode != 0:
             raise AssertionError(
@@ -80,8 +113,7 @@ def ecr_module(tmp_path_factory: pytest.TempPathFactory) -> Runner:
     return make_runner(tmp_path_factory.mktemp("home"))
 
 
-def push_json(ecr: Runner, directory: Path,
-              host: str, *extra: str) -> dict[str, Any]:
+def push_json(ecr: Runner, directory: Path, host: str, *extra: str) -> dict[str, Any]:
     done = ecr("push", str(directory), "--registry", host, "--insecure", "--json", *extra)
     result: dict[str, Any] = json.loads(done.stdout)
     return result

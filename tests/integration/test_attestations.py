@@ -1,137 +1,61 @@
 """Attestations with real peers: cosign v2.6 verifies what ecr-oci attests and the other way round,
 and every tampering fails in both (REFERENCE.md "Signatures"; issue 3).
 
-cosign runs offline: ``--tlog-upload=false`` when attesting, ``--insecure-ignore-tlog=true`` when
-verifying, ``--allow-http-registry=true`` for the plain-HTTP test registry, and ``--trusted-root``
-with an empty trusted root, without which ``verify-attestation`` tries to fetch sigstore's TUF root
-from the internet (it goes on when that fails, but these tests stay on the loopback). Deployment and expiry of
-approvals are ecr-oci's rules; cosign judges them only through a ``--policy`` (Rego or CUE, both
-evaluated offline), which these tests use to show cosign refusing the same approvals.
+cosign runs offline (the shared ``cosign`` fixture, ``tests/fixtures/cosign.py``). Deployment and
+expiry of approvals are ecr-oci's rules; cosign judges them only through a ``--policy`` (Rego or CUE,
+both evaluated offline), which these tests use to show cosign accepting and refusing the same
+approvals, with the Rego that ``ecr-oci policy render`` gives policy-controller and the one
+``mediatypes/approval.md`` documents.
 """
 
 from __future__ import annotations
 
 import base64
 import json
-import os
+import re
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives.asymmetric import ec
+import yaml
 
 from ecr_oci.bundle.spec import Source
 from ecr_oci.digest import Digest
-from ecr_oci.mediatypes import MediaType
+from ecr_oci.mediatypes import MediaType, approval_type, spec_folder
 from ecr_oci.oci.models import Descriptor, Index, Manifest
 from ecr_oci.oci.registry import RegistryClient
+from ecr_oci.policy import render_policy
 from ecr_oci.reference import Reference
 from ecr_oci.signing.approval import APPROVAL_TYPE, approve_image
 from ecr_oci.signing.attest import PREDICATE_TYPE_ANNOTATION, attest_image, attestation_tag
 from ecr_oci.signing.dsse import Envelope, Statement, Subject, sign_statement
-from ecr_oci.signing.keys import generate_key_pair, load_private_key
 from ecr_oci.signing.provenance import build_provenance, ci_context_from_env
 from ecr_oci.signing.store import SIGNATURE_ANNOTATION, config_bytes
+from tests.fixtures.cosign import PASSWORD, Cosign, KeyFiles
 from tests.integration.conftest import Runner, make_runner, push_json, write_bundle
 
 pytestmark = pytest.mark.integration
 
-PASSWORD = "attest-test-password"  # a throwaway key for the tests
 CUSTOM_TYPE = "https://example.com/ecr-oci-test/v1"
 SLSA_TYPE = "https://slsa.dev/provenance/v1"
 NOW = datetime.now(UTC).replace(microsecond=0)
-
-ALLOW_PROD_REGO = """package signature
-
-default allow = false
-
-allow {
-  input.predicate.deployment == "prod"
-  not input.predicate.expires
-}
-
-allow {
-  input.predicate.deployment == "prod"
-  time.parse_rfc3339_ns(input.predicate.expires) > time.now_ns()
-}
-"""
-ALLOW_PROD_CUE = 'predicate: deployment: "prod"\n'
-
-
-@dataclass(frozen=True)
-class Keys:
-    folder: Path
-    key: ec.EllipticCurvePrivateKey
-    other: ec.EllipticCurvePrivateKey
-
-    @property
-    def private(self) -> str:
-        return str(self.folder / "cosign.key")
-
-    @property
-    def public(self) -> str:
-        return str(self.folder / "cosign.pub")
-
-    @property
-    def other_public(self) -> str:
-        return str(self.folder / "other.pub")
-
-
-CosignRun = Callable[..., subprocess.CompletedProcess[str]]
-#: A trusted root with no authorities: key-based verification needs none, and it stops the TUF fetch.
-EMPTY_TRUSTED_ROOT = '{"mediaType": "application/vnd.dev.sigstore.trustedroot+json;version=0.1"}'
-
-
-@pytest.fixture(scope="module")
-def cosign(tool: Callable[[str], str], tmp_path_factory: pytest.TempPathFactory) -> CosignRun:
-    """``cosign(*args, check=True)``: the real cosign, offline, with the key password set."""
-    program = tool("cosign")
-    home = tmp_path_factory.mktemp("cosign-home")
-    (home / "trusted_root.json").write_text(EMPTY_TRUSTED_ROOT)
-    env = {**os.environ, "HOME": str(home), "COSIGN_PASSWORD": PASSWORD, "COSIGN_YES": "true"}
-
-    def run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        done = subprocess.run(
-            [program, *args], capture_output=True, text=True, env=env, timeout=120, check=False,
-            cwd=home,
-        )
-        if check and done.returncode != 0:
-            raise AssertionError(f"cosign {' '.join(args)} exited {done.returncode}\n{done.stderr}")
-        return done
-
-    return run
-
-
-@pytest.fixture(scope="module")
-def keys(cosign: CosignRun, tmp_path_factory: pytest.TempPathFactory) -> Keys:
-    """cosign.key/cosign.pub made by ``cosign generate-key-pair``; another pair made by ecr-oci."""
-    folder = tmp_path_factory.mktemp("keys")
-    cosign("generate-key-pair", "--output-key-prefix", str(folder / "cosign"))
-    other = generate_key_pair(PASSWORD.encode())
-    (folder / "other.pub").write_bytes(other.public_pem)
-    return Keys(
-        folder,
-        load_private_key((folder / "cosign.key").read_bytes(), PASSWORD.encode(), source="cosign.key"),
-        load_private_key(other.private_pem, PASSWORD.encode(), source="other.key"),
-    )
 
 
 @pytest.fixture(scope="module")
 def ecr(tmp_path_factory: pytest.TempPathFactory) -> Runner:
     """``ecr-oci`` as a process, with ``COSIGN_PASSWORD`` in its environment."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("COSIGN_PASSWORD", PASSWORD)
-        return make_runner(tmp_path_factory.mktemp("home"))
+    return make_runner(tmp_path_factory.mktemp("home"), env={"COSIGN_PASSWORD": PASSWORD})
 
 
 @pytest.fixture(scope="module")
-def client(registry: Any) -> Iterator[RegistryClient]:
-    with RegistryClient(registry.host, insecure=True) as made:
-        yield made
+def keys(cosign_keys: KeyFiles) -> KeyFiles:
+    """The key pair these tests sign with, made by cosign (``ecr_keys``, made by ecr-oci, is "another
+    key" where a test needs one)."""
+    return cosign_keys
 
 
 @dataclass(frozen=True)
@@ -164,16 +88,6 @@ def push_image(
     return push
 
 
-def cosign_verify(
-    cosign: CosignRun, pushed: Pushed, public: str, predicate_type: str, *extra: str
-) -> subprocess.CompletedProcess[str]:
-    return cosign(
-        "verify-attestation", "--key", public, "--type", predicate_type, "--trusted-root",
-        "trusted_root.json", "--insecure-ignore-tlog=true", "--allow-http-registry=true", *extra,
-        pushed.text, check=False,
-    )
-
-
 def cosign_statements(done: subprocess.CompletedProcess[str]) -> list[dict[str, Any]]:
     """The in-toto statements of the envelopes cosign printed (one JSON envelope per line)."""
     return [
@@ -183,10 +97,25 @@ def cosign_statements(done: subprocess.CompletedProcess[str]) -> list[dict[str, 
     ]
 
 
-def ecr_verify(ecr: Runner, pushed: Pushed, public: str, predicate_type: str, *extra: str) -> dict[str, Any]:
+def ecr_approve(ecr: Runner, pushed: Pushed, key: KeyFiles, deployment: str, *extra: str) -> None:
+    """``ecr-oci approve`` the image for ``deployment`` with ``key`` (``extra``: ``--expires`` …)."""
+    ecr("approve", pushed.text, "--key", str(key.private), "--deployment", deployment, "--insecure", *extra)
+
+
+def ecr_verify(
+    ecr: Runner, pushed: Pushed, key: KeyFiles, predicate_type: str, *extra: str
+) -> dict[str, Any]:
     done = ecr(
-        "verify-attestation", pushed.text, "--key", public, "--type", predicate_type, "--insecure",
-        "--json", *extra, check=False,
+        "verify-attestation",
+        pushed.text,
+        "--key",
+        str(key.public),
+        "--type",
+        predicate_type,
+        "--insecure",
+        "--json",
+        *extra,
+        check=False,
     )
     result: dict[str, Any] = json.loads(done.stdout)
     assert (done.returncode == 0) == result["verified"], done.stderr
@@ -201,22 +130,32 @@ def write_att(client: RegistryClient, pushed: Pushed, layers: list[tuple[bytes, 
     descriptors = []
     for data, predicate_type in layers:
         blob = client.push_blob_bytes(repository, data)
-        descriptors.append(Descriptor(
-            mediaType=MediaType.DSSE_ENVELOPE, digest=blob.digest, size=blob.size,
-            annotations={SIGNATURE_ANNOTATION: "", PREDICATE_TYPE_ANNOTATION: predicate_type},
-        ))
+        descriptors.append(
+            Descriptor(
+                mediaType=MediaType.DSSE_ENVELOPE,
+                digest=blob.digest,
+                size=blob.size,
+                annotations={SIGNATURE_ANNOTATION: "", PREDICATE_TYPE_ANNOTATION: predicate_type},
+            )
+        )
     config = client.push_blob_bytes(repository, config_bytes(descriptors))
-    manifest = Manifest(config=config.model_copy(update={"mediaType": MediaType.OCI_CONFIG}),
-                        layers=descriptors)
-    client.put_manifest(repository, attestation_tag(pushed.digest), manifest.to_bytes(),
-                        manifest.mediaType)
+    manifest = Manifest(
+        config=config.model_copy(update={"mediaType": MediaType.OCI_CONFIG}), layers=descriptors
+    )
+    client.put_manifest(repository, attestation_tag(pushed.digest), manifest.to_bytes(), manifest.mediaType)
 
 
-def statement_about(pushed: Pushed, predicate_type: str, predicate: dict[str, Any],
-                    digest: Digest | None = None) -> Statement:
+def statement_about(
+    pushed: Pushed, predicate_type: str, predicate: dict[str, Any], digest: Digest | None = None
+) -> Statement:
     """A statement naming ``pushed``'s repository at ``digest`` (default: its own digest)."""
     subject = Subject(pushed.ref.repository_url_part, digest or pushed.digest)
     return Statement((subject,), predicate_type, predicate)
+
+
+def signed(statement: Statement, key: KeyFiles) -> bytes:
+    """The DSSE envelope of ``statement`` signed with ``key``, as stored in a layer."""
+    return sign_statement(statement, key.private_key()).to_bytes()
 
 
 def att_layers(client: RegistryClient, pushed: Pushed) -> list[Descriptor]:
@@ -224,23 +163,110 @@ def att_layers(client: RegistryClient, pushed: Pushed) -> list[Descriptor]:
     return raw.as_manifest().layers
 
 
+def att_types(client: RegistryClient, pushed: Pushed) -> list[str]:
+    """The ``predicateType`` annotations of the ``.att`` layers, in order."""
+    return [(layer.annotations or {})[PREDICATE_TYPE_ANNOTATION] for layer in att_layers(client, pushed)]
+
+
+# --- cosign --policy files that admit an approval for one deployment -----------------------------
+
+
+def rendered_rego(deployment: str, key: KeyFiles, registry: str) -> str:
+    """The approval Rego that ``ecr-oci policy render --format policy-controller`` writes.
+
+    policy-controller asks ``data.sigstore.isCompliant``, cosign's CLI ``data.signature.allow``:
+    only the package and the rule are renamed, the conditions are the rendered ones.
+    """
+    files = render_policy(
+        "policy-controller", public_key_pem=key.public.read_bytes(), registry=registry, deployment=deployment
+    )
+    spec = yaml.safe_load(files["clusterimagepolicy.yaml"])["spec"]
+    attestations = [a for authority in spec["authorities"] for a in authority.get("attestations", [])]
+    (rego,) = [attestation["policy"]["data"] for attestation in attestations]
+    assert rego.startswith("package sigstore\n") and "isCompliant {" in rego
+    return rego.replace("package sigstore\n", "package signature\n").replace("isCompliant", "allow")
+
+
+def documented_rego(deployment: str) -> str:
+    """The Rego of ``mediatypes/approval.md`` (type, deployment and expiry) for ``deployment``."""
+    (rego,) = re.findall(r"```rego\n(.*?)```", (spec_folder() / "approval.md").read_text(), flags=re.DOTALL)
+    assert rego.count("sage-production") == 4
+    return rego.replace("sage-production", deployment)
+
+
+def cosign_under_policies(
+    cosign: Cosign, pushed: Pushed, key: KeyFiles, folder: Path, *, policy_for: str, predicate_type: str
+) -> dict[str, subprocess.CompletedProcess[str]]:
+    """``cosign verify-attestation --type PREDICATE_TYPE --policy P`` for each policy admitting
+    approvals for ``policy_for``: the rendered Rego, the documented Rego, and CUE with the rendered
+    policies' conditions (the type and the ``deployment`` field). Policy name → cosign's result."""
+    cue = f'predicateType: "{approval_type(policy_for)}"\npredicate: deployment: "{policy_for}"\n'
+    texts = {
+        "rendered.rego": rendered_rego(policy_for, key, pushed.ref.registry),
+        "documented.rego": documented_rego(policy_for),
+        "conditions.cue": cue,
+    }
+    results = {}
+    for name, text in texts.items():
+        path = folder / f"{policy_for}-{name}"
+        path.write_text(text)
+        results[name] = cosign.verify_attestation(pushed.text, key, predicate_type, "--policy", str(path))
+    return results
+
+
+def policies_admit(
+    cosign: Cosign, pushed: Pushed, key: KeyFiles, folder: Path, deployment: str
+) -> list[dict[str, Any]]:
+    """Every policy for ``deployment`` admits the image; the statements cosign judged."""
+    judged = []
+    results = cosign_under_policies(
+        cosign, pushed, key, folder, policy_for=deployment, predicate_type=approval_type(deployment)
+    )
+    for name, done in results.items():
+        assert done.returncode == 0, (deployment, name, done.stderr)
+        judged.extend(cosign_statements(done))
+    return judged
+
+
+def policies_refuse(
+    cosign: Cosign, pushed: Pushed, key: KeyFiles, folder: Path, *, policy_for: str, predicate_type: str
+) -> None:
+    """Every policy for ``policy_for`` refuses the approvals of ``predicate_type`` (the policy's
+    verdict, not a missing attestation)."""
+    results = cosign_under_policies(
+        cosign, pushed, key, folder, policy_for=policy_for, predicate_type=predicate_type
+    )
+    for name, done in results.items():
+        assert done.returncode != 0, (name, done.stdout)
+        assert "validation errors" in done.stderr, (name, done.stderr)
+
+
 # --- cosign verifies what ecr-oci attested -------------------------------------------------------
 
 
 def test_cosign_verifies_a_custom_predicate_attested_by_ecr_oci(
-    push_image: Callable[[str], Pushed], ecr: Runner, cosign: CosignRun, keys: Keys,
-    client: RegistryClient, tmp_path: Path,
+    push_image, ecr, cosign, keys, client, tmp_path
 ) -> None:
     pushed = push_image("att-custom")
     predicate = {"scanner": "test", "findings": [], "nested": {"ok": True, "n": 3}}
     (tmp_path / "predicate.json").write_text(json.dumps(predicate))
-    args = ("attest", pushed.text, "--key", keys.private, "--predicate", str(tmp_path / "predicate.json"),
-            "--type", CUSTOM_TYPE, "--insecure", "--json")
+    args = (
+        "attest",
+        pushed.text,
+        "--key",
+        str(keys.private),
+        "--predicate",
+        str(tmp_path / "predicate.json"),
+        "--type",
+        CUSTOM_TYPE,
+        "--insecure",
+        "--json",
+    )
     first = json.loads(ecr(*args).stdout)
     assert first["added"] is True and first["digest"] == str(pushed.digest)
     assert first["tag"] == f"{pushed.digest.tag_form}.att"
 
-    done = cosign_verify(cosign, pushed, keys.public, CUSTOM_TYPE)
+    done = cosign.verify_attestation(pushed.text, keys, CUSTOM_TYPE)
     assert done.returncode == 0, done.stderr
     [statement] = cosign_statements(done)
     assert statement["predicate"] == predicate
@@ -250,12 +276,11 @@ def test_cosign_verifies_a_custom_predicate_attested_by_ecr_oci(
     again = json.loads(ecr(*args).stdout)
     assert again["added"] is False and again["layer"] == first["layer"]
     assert len(att_layers(client, pushed)) == 1
-    assert ecr_verify(ecr, pushed, keys.public, CUSTOM_TYPE)["predicate"] == predicate
+    assert ecr_verify(ecr, pushed, keys, CUSTOM_TYPE)["predicate"] == predicate
 
 
 def test_cosign_verifies_slsa_provenance_built_from_a_push(
-    push_image: Callable[[str], Pushed], cosign: CosignRun, keys: Keys, client: RegistryClient,
-    base_image: str, ecr: Runner,
+    push_image, cosign, keys, client, base_image, ecr
 ) -> None:
     pushed = push_image("att-provenance")
     base = Reference.parse(base_image)
@@ -272,271 +297,392 @@ def test_cosign_verifies_slsa_provenance_built_from_a_push(
         builder_version="0.1.0",
         started_on=NOW,
         finished_on=NOW + timedelta(seconds=3),
-        ci=ci_context_from_env({"GITHUB_ACTIONS": "true", "GITHUB_SERVER_URL": "https://github.com",
-                                "GITHUB_REPOSITORY": "waggle-sensor/hello-sensor", "GITHUB_RUN_ID": "7"}),
+        ci=ci_context_from_env(
+            {
+                "GITHUB_ACTIONS": "true",
+                "GITHUB_SERVER_URL": "https://github.com",
+                "GITHUB_REPOSITORY": "waggle-sensor/hello-sensor",
+                "GITHUB_RUN_ID": "7",
+            }
+        ),
         bundle_digest=Digest.parse(pushed.result["bundle"]),
         layers={layer["role"]: Digest.parse(layer["digest"]) for layer in layers},
     )
-    attest_image(client, pushed.ref, keys.key, predicate=predicate, predicate_type=SLSA_TYPE)
+    attest_image(client, pushed.ref, keys.private_key(), predicate=predicate, predicate_type=SLSA_TYPE)
 
     for type_name in (SLSA_TYPE, "slsaprovenance1"):  # cosign's short name for the same URI
-        done = cosign_verify(cosign, pushed, keys.public, type_name)
+        done = cosign.verify_attestation(pushed.text, keys, type_name)
         assert done.returncode == 0, done.stderr
         [statement] = cosign_statements(done)
         assert statement["predicateType"] == SLSA_TYPE
         assert statement["predicate"] == predicate
-    verified = ecr_verify(ecr, pushed, keys.public, SLSA_TYPE)
+    verified = ecr_verify(ecr, pushed, keys, SLSA_TYPE)
     dependencies = verified["predicate"]["buildDefinition"]["resolvedDependencies"]
     assert dependencies[1]["digest"] == {"sha256": base_digest.hex}
     assert dependencies[0]["digest"] == {"gitCommit": "ab" * 20}
 
 
 def test_cosign_verifies_an_approval_and_its_policy_accepts_it(
-    push_image: Callable[[str], Pushed], ecr: Runner, cosign: CosignRun, keys: Keys, tmp_path: Path,
+    push_image, ecr, cosign, keys, tmp_path
 ) -> None:
     pushed = push_image("att-approval")
-    ecr("approve", pushed.text, "--key", keys.private, "--deployment", "prod", "--expires", "30d",
-        "--note", "reviewed", "--insecure")
-    verified = ecr_verify(ecr, pushed, keys.public, APPROVAL_TYPE, "--deployment", "prod")
+    ecr_approve(ecr, pushed, keys, "prod", "--expires", "30d", "--note", "reviewed")
+    verified = ecr_verify(ecr, pushed, keys, APPROVAL_TYPE, "--deployment", "prod")
+    assert verified["predicateType"] == approval_type("prod") == f"{APPROVAL_TYPE}/prod"
     assert verified["approval"]["deployment"] == "prod"
     assert verified["approval"]["note"] == "reviewed"
+    # the deployment's own type, given alone, is the same check
+    assert ecr_verify(ecr, pushed, keys, approval_type("prod"))["approval"] == verified["approval"]
 
-    done = cosign_verify(cosign, pushed, keys.public, APPROVAL_TYPE)
+    done = cosign.verify_attestation(pushed.text, keys, approval_type("prod"))
     assert done.returncode == 0, done.stderr
-    (tmp_path / "prod.rego").write_text(ALLOW_PROD_REGO)
-    (tmp_path / "prod.cue").write_text(ALLOW_PROD_CUE)
-    for policy in ("prod.rego", "prod.cue"):
-        done = cosign_verify(cosign, pushed, keys.public, APPROVAL_TYPE, "--policy", str(tmp_path / policy))
-        assert done.returncode == 0, (policy, done.stderr)
+    policies_admit(cosign, pushed, keys, tmp_path, "prod")
+
+
+def test_approved_for_two_deployments_verifies_for_each(
+    push_image, ecr, cosign, keys, client, tmp_path
+) -> None:
+    """The normal flow: approved for testbed, later also for production. Each deployment's check
+    passes, in ecr-oci and in cosign under the policies' conditions, because each policy asks for
+    its deployment's own type and so never judges the other approval."""
+    pushed = push_image("att-two-deployments")
+    for deployment in ("testbed", "production"):
+        ecr_approve(ecr, pushed, keys, deployment)
+    assert att_types(client, pushed) == [approval_type("testbed"), approval_type("production")]
+
+    for deployment in ("testbed", "production"):
+        verified = ecr_verify(ecr, pushed, keys, APPROVAL_TYPE, "--deployment", deployment)
+        assert verified["approval"]["deployment"] == deployment, verified
+        judged = policies_admit(cosign, pushed, keys, tmp_path, deployment)
+        # one statement per policy: the other deployment's approval was not judged
+        assert [statement["predicate"]["deployment"] for statement in judged] == [deployment] * 3
+
+    # a deployment it is not approved for is refused by both
+    refused = ecr_verify(ecr, pushed, keys, APPROVAL_TYPE, "--deployment", "field")
+    assert refused["reason"] == "wrong-deployment"
+    assert "approved for production, testbed, not for deployment 'field'" in refused["message"]
+    assert refused["predicateType"] == approval_type("field")
+    done = cosign.verify_attestation(pushed.text, keys, approval_type("field"))
+    assert done.returncode != 0 and "none of the attestations matched" in done.stderr, done.stderr
+
+
+def test_one_shared_type_would_refuse_an_image_approved_twice(
+    push_image, cosign, keys, client, tmp_path
+) -> None:
+    """Why the type is per deployment: cosign (like Kyverno and policy-controller) applies the
+    policy to every attestation of the type, so two approvals under one type fail both policies."""
+    pushed = push_image("att-shared-type")
+    shared = "https://example.com/ecr-oci-test/shared-approval/v1"
+    statements = [
+        statement_about(pushed, shared, {"deployment": name, "approvedAt": "2025-01-01T00:00:00Z"})
+        for name in ("testbed", "production")
+    ]
+    write_att(client, pushed, [(signed(statement, keys), shared) for statement in statements])
+    assert cosign.verify_attestation(pushed.text, keys, shared).returncode == 0  # no policy: fine
+    for deployment in ("testbed", "production"):
+        policy = tmp_path / f"{deployment}.cue"
+        policy.write_text(f'predicate: deployment: "{deployment}"\n')
+        done = cosign.verify_attestation(pushed.text, keys, shared, "--policy", str(policy))
+        assert done.returncode != 0, f"cosign admitted {deployment} under a shared type:\n{done.stdout}"
+        assert "validation errors" in done.stderr, done.stderr  # the policy refused, nothing else
 
 
 # --- ecr-oci verifies what cosign attested -------------------------------------------------------
 
 
 def test_ecr_oci_verifies_what_cosign_attested_and_appends_beside_it(
-    push_image: Callable[[str], Pushed], ecr: Runner, cosign: CosignRun, keys: Keys,
-    client: RegistryClient, tmp_path: Path,
+    push_image, ecr, cosign, keys, client, tmp_path
 ) -> None:
     pushed = push_image("att-from-cosign")
     predicate = {"from": "cosign", "list": [1, 2, 3]}
     (tmp_path / "p.json").write_text(json.dumps(predicate))
     approval = {"deployment": "prod", "approvedAt": "2025-01-01T00:00:00Z"}
     (tmp_path / "a.json").write_text(json.dumps(approval))
-    for type_uri, path in ((CUSTOM_TYPE, "p.json"), (APPROVAL_TYPE, "a.json")):
-        cosign("attest", "--key", keys.private, "--type", type_uri, "--predicate", str(tmp_path / path),
-               "--tlog-upload=false", "--allow-http-registry=true", pushed.text)
+    for type_uri, path in ((CUSTOM_TYPE, "p.json"), (approval_type("prod"), "a.json")):
+        cosign.attest(pushed.text, keys, type_uri, tmp_path / path)
 
-    assert ecr_verify(ecr, pushed, keys.public, CUSTOM_TYPE)["predicate"] == predicate
-    verified = ecr_verify(ecr, pushed, keys.public, APPROVAL_TYPE, "--deployment", "prod")
+    assert ecr_verify(ecr, pushed, keys, CUSTOM_TYPE)["predicate"] == predicate
+    verified = ecr_verify(ecr, pushed, keys, APPROVAL_TYPE, "--deployment", "prod")
     assert verified["approval"] == approval
 
     # ecr-oci appends to cosign's manifest; both tools then see all three attestations
-    attest_image(client, pushed.ref, keys.key, predicate={"from": "ecr-oci"}, predicate_type=SLSA_TYPE)
-    assert [(layer.annotations or {})[PREDICATE_TYPE_ANNOTATION] for layer in att_layers(client, pushed)] == [
-        CUSTOM_TYPE, APPROVAL_TYPE, SLSA_TYPE,
-    ]
-    for type_uri in (CUSTOM_TYPE, APPROVAL_TYPE, SLSA_TYPE):
-        assert cosign_verify(cosign, pushed, keys.public, type_uri).returncode == 0, type_uri
-    assert ecr_verify(ecr, pushed, keys.public, CUSTOM_TYPE)["predicate"] == predicate
+    key = keys.private_key()
+    attest_image(client, pushed.ref, key, predicate={"from": "ecr-oci"}, predicate_type=SLSA_TYPE)
+    assert att_types(client, pushed) == [CUSTOM_TYPE, approval_type("prod"), SLSA_TYPE]
+    for type_uri in (CUSTOM_TYPE, approval_type("prod"), SLSA_TYPE):
+        assert cosign.verify_attestation(pushed.text, keys, type_uri).returncode == 0, type_uri
+    assert ecr_verify(ecr, pushed, keys, CUSTOM_TYPE)["predicate"] == predicate
 
 
 # --- negative: each fails in ecr-oci and in cosign -----------------------------------------------
 
 
-#: What cosign 2.6.1 says for each of our reasons (its verdict, not a network or usage error).
-COSIGN_SAYS = {
-    "wrong-key": ("accepted signatures do not match threshold",),
-    "digest-mismatch": ("no matching subject digest found",),
-    "malformed": ("unexpected end of JSON input", "no child with platform"),
-    "wrong-type": ("none of the attestations matched the predicate type",),
-    "no-attestation": ("no matching attestations", "none of the attestations matched the predicate type"),
+@dataclass(frozen=True)
+class Case:
+    """What a tampering needs: the image it targets and the means to write beside it."""
+
+    client: RegistryClient
+    pushed: Pushed
+    keys: KeyFiles  # what the verifiers trust
+    other_keys: KeyFiles  # another key pair (made by ecr-oci)
+    push_image: Callable[[str], Pushed]
+
+    def write(self, statement: Statement, *, claimed: str = CUSTOM_TYPE) -> None:
+        """Make the ``.att`` manifest one layer: ``statement`` signed with the trusted key."""
+        write_att(self.client, self.pushed, [(signed(statement, self.keys), claimed)])
+
+    def attest(self, key: KeyFiles, predicate_type: str = CUSTOM_TYPE) -> None:
+        attest_image(
+            self.client, self.pushed.ref, key.private_key(), predicate={"a": 1}, predicate_type=predicate_type
+        )
+
+
+def tampered_payload(case: Case) -> None:
+    statement = statement_about(case.pushed, CUSTOM_TYPE, {"approved": False})
+    envelope = sign_statement(statement, case.keys.private_key())
+    changed = Statement(statement.subjects, CUSTOM_TYPE, {"approved": True}).to_bytes()
+    tampered = Envelope(envelope.payload_type, changed, envelope.signatures)
+    write_att(case.client, case.pushed, [(tampered.to_bytes(), CUSTOM_TYPE)])
+
+
+def statement_for_another_digest(case: Case) -> None:
+    case.write(statement_about(case.pushed, CUSTOM_TYPE, {"a": 1}, Digest.of(b"another image")))
+
+
+def attestation_by_another_key(case: Case) -> None:
+    case.attest(case.other_keys)
+
+
+def attestation_moved_from_another_image(case: Case) -> None:
+    source, target = case.push_image("att-moved-source"), case.pushed
+    attest_image(
+        case.client, source.ref, case.keys.private_key(), predicate={"a": 1}, predicate_type=CUSTOM_TYPE
+    )
+    raw = case.client.get_manifest(source.ref.repository, attestation_tag(source.digest))
+    manifest = raw.as_manifest()
+    for descriptor in [*manifest.layers, manifest.config]:  # blobs are per repository
+        data = case.client.get_blob(source.ref.repository, descriptor.digest)
+        case.client.push_blob_bytes(target.ref.repository, data)
+    case.client.put_manifest(target.ref.repository, attestation_tag(target.digest), raw.data, raw.media_type)
+
+
+def malformed_envelope(case: Case) -> None:
+    garbage = b'{"payloadType": "application/vnd.in-toto+json", "payload": "%%%"'
+    write_att(case.client, case.pushed, [(garbage, CUSTOM_TYPE)])
+
+
+def index_as_attestation_manifest(case: Case) -> None:
+    index = Index(manifests=[])
+    case.client.put_manifest(
+        case.pushed.ref.repository, attestation_tag(case.pushed.digest), index.to_bytes(), index.mediaType
+    )
+
+
+def signed_statement_of_another_type(case: Case) -> None:
+    """The layer annotation claims the type; the signed statement is of another."""
+    case.write(statement_about(case.pushed, SLSA_TYPE, {"a": 1}), claimed=CUSTOM_TYPE)
+
+
+def no_attestation_at_all(case: Case) -> None:
+    pass
+
+
+def attestations_of_other_types_only(case: Case) -> None:
+    case.attest(case.keys, SLSA_TYPE)
+
+
+#: name → (tampering, ecr-oci's reason, what cosign 2.6.1 says: its verdict, not a setup failure)
+NEGATIVE: dict[str, tuple[Callable[[Case], None], str, str]] = {
+    "tampered-payload": (tampered_payload, "wrong-key", "accepted signatures do not match threshold"),
+    "statement-for-another-digest": (
+        statement_for_another_digest,
+        "digest-mismatch",
+        "no matching subject digest found",
+    ),
+    "attestation-by-another-key": (
+        attestation_by_another_key,
+        "wrong-key",
+        "accepted signatures do not match threshold",
+    ),
+    "attestation-moved-from-another-image": (
+        attestation_moved_from_another_image,
+        "digest-mismatch",
+        "no matching subject digest found",
+    ),
+    "malformed-envelope": (malformed_envelope, "malformed", "unexpected end of JSON input"),
+    # cosign takes an index under the tag for a multi-arch image and looks for a platform in it
+    "index-as-attestation-manifest": (index_as_attestation_manifest, "malformed", "no child with platform"),
+    "signed-statement-of-another-type": (
+        signed_statement_of_another_type,
+        "wrong-type",
+        "none of the attestations matched the predicate type",
+    ),
+    "no-attestation-at-all": (no_attestation_at_all, "no-attestation", "no matching attestations"),
+    "attestations-of-other-types-only": (
+        attestations_of_other_types_only,
+        "no-attestation",
+        "none of the attestations matched the predicate type",
+    ),
 }
 
 
 def both_refuse(
-    ecr: Runner, cosign: CosignRun, pushed: Pushed, public: str, predicate_type: str, reason: str,
+    ecr: Runner,
+    cosign: Cosign,
+    pushed: Pushed,
+    key: KeyFiles,
+    predicate_type: str,
+    reason: str,
+    cosign_says: str,
     *ecr_extra: str,
-) -> subprocess.CompletedProcess[str]:
-    result = ecr_verify(ecr, pushed, public, predicate_type, *ecr_extra)
+) -> None:
+    """ecr-oci refuses with ``reason``, and cosign refuses the same type saying ``cosign_says``."""
+    result = ecr_verify(ecr, pushed, key, predicate_type, *ecr_extra)
     assert result["verified"] is False
     assert result["reason"] == reason, result["message"]
-    done = cosign_verify(cosign, pushed, public, predicate_type)
+    assert pushed.digest.hex in result["message"]  # it names the image
+    done = cosign.verify_attestation(pushed.text, key, predicate_type)
     assert done.returncode != 0, f"cosign accepted it:\n{done.stdout}"
-    assert any(verdict in done.stderr for verdict in COSIGN_SAYS[reason]), done.stderr
+    assert cosign_says in done.stderr, done.stderr
     assert "TUF" not in done.stderr  # it stayed offline
-    return done
 
 
-def test_tampered_payload_fails(
-    push_image: Callable[[str], Pushed], ecr: Runner, cosign: CosignRun, keys: Keys,
-    client: RegistryClient,
+def both_accept(ecr: Runner, cosign: Cosign, pushed: Pushed, key: KeyFiles, predicate_type: str) -> None:
+    """ecr-oci and cosign both verify an attestation of ``predicate_type`` by ``key``."""
+    result = ecr_verify(ecr, pushed, key, predicate_type)
+    assert result["verified"] is True, result
+    done = cosign.verify_attestation(pushed.text, key, predicate_type)
+    assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.parametrize("name", list(NEGATIVE))
+def test_fails_in_ecr_oci_and_in_cosign(name, push_image, ecr, cosign, keys, ecr_keys, client) -> None:
+    tamper, reason, cosign_says = NEGATIVE[name]
+    pushed = push_image(f"att-{name}")
+    tamper(Case(client, pushed, keys, ecr_keys, push_image))
+    both_refuse(ecr, cosign, pushed, keys, CUSTOM_TYPE, reason, cosign_says)
+
+
+def test_another_key_is_accepted_with_its_own_public_key(push_image, ecr, cosign, ecr_keys, client) -> None:
+    """The other side of "attestation-by-another-key": ecr-oci's key files, in both tools."""
+    case = Case(client, push_image("att-ecr-key"), ecr_keys, ecr_keys, push_image)
+    case.attest(ecr_keys)
+    both_accept(ecr, cosign, case.pushed, ecr_keys, CUSTOM_TYPE)
+
+
+def test_attesting_replaces_a_malformed_attestation_manifest(push_image, ecr, cosign, keys, client) -> None:
+    """The garbage under the tag held no usable attestation, so writing one replaces it."""
+    case = Case(client, push_image("att-repaired"), keys, keys, push_image)
+    index_as_attestation_manifest(case)
+    assert ecr_verify(ecr, case.pushed, keys, CUSTOM_TYPE)["reason"] == "malformed"
+    case.attest(keys)
+    both_accept(ecr, cosign, case.pushed, keys, CUSTOM_TYPE)
+
+
+def test_approval_annotation_on_a_statement_of_another_type_fails(
+    push_image, ecr, cosign, keys, client
 ) -> None:
-    pushed = push_image("att-tampered")
-    statement = statement_about(pushed, CUSTOM_TYPE, {"approved": False})
-    envelope = sign_statement(statement, keys.key)
-    changed = Statement(statement.subjects, CUSTOM_TYPE, {"approved": True}).to_bytes()
-    tampered = Envelope(envelope.payload_type, changed, envelope.signatures)
-    write_att(client, pushed, [(tampered.to_bytes(), CUSTOM_TYPE)])
-    both_refuse(ecr, cosign, pushed, keys.public, CUSTOM_TYPE, "wrong-key")
-
-
-def test_attestation_for_another_digest_fails(
-    push_image: Callable[[str], Pushed], ecr: Runner, cosign: CosignRun, keys: Keys,
-    client: RegistryClient,
-) -> None:
-    pushed = push_image("att-other-digest")
-    statement = statement_about(pushed, CUSTOM_TYPE, {"a": 1}, Digest.of(b"another image"))
-    write_att(client, pushed, [(sign_statement(statement, keys.key).to_bytes(), CUSTOM_TYPE)])
-    both_refuse(ecr, cosign, pushed, keys.public, CUSTOM_TYPE, "digest-mismatch")
-
-
-def test_attestation_by_another_key_fails(
-    push_image: Callable[[str], Pushed], ecr: Runner, cosign: CosignRun, keys: Keys,
-    client: RegistryClient,
-) -> None:
-    pushed = push_image("att-other-key")
-    attest_image(client, pushed.ref, keys.other, predicate={"a": 1}, predicate_type=CUSTOM_TYPE)
-    both_refuse(ecr, cosign, pushed, keys.public, CUSTOM_TYPE, "wrong-key")
-    # the key that did sign it is accepted by both
-    assert ecr_verify(ecr, pushed, keys.other_public, CUSTOM_TYPE)["verified"] is True
-    assert cosign_verify(cosign, pushed, keys.other_public, CUSTOM_TYPE).returncode == 0
-
-
-def test_attestation_moved_to_another_image_fails(
-    push_image: Callable[[str], Pushed], ecr: Runner, cosign: CosignRun, keys: Keys,
-    client: RegistryClient,
-) -> None:
-    source, target = push_image("att-moved-from"), push_image("att-moved-to")
-    attest_image(client, source.ref, keys.key, predicate={"a": 1}, predicate_type=CUSTOM_TYPE)
-    raw = client.get_manifest(source.ref.repository, attestation_tag(source.digest))
-    for layer in raw.as_manifest().layers:  # blobs are per repository
-        data = client.get_blob(source.ref.repository, layer.digest)
-        client.push_blob_bytes(target.ref.repository, data)
-    config = raw.as_manifest().config
-    client.push_blob_bytes(target.ref.repository, client.get_blob(source.ref.repository, config.digest))
-    client.put_manifest(target.ref.repository, attestation_tag(target.digest), raw.data, raw.media_type)
-    both_refuse(ecr, cosign, target, keys.public, CUSTOM_TYPE, "digest-mismatch")
-
-
-def test_malformed_envelope_fails(
-    push_image: Callable[[str], Pushed], ecr: Runner, cosign: CosignRun, keys: Keys,
-    client: RegistryClient,
-) -> None:
-    pushed = push_image("att-garbage")
-    garbage = b'{"payloadType": "application/vnd.in-toto+json", "payload": "%%%"'
-    write_att(client, pushed, [(garbage, CUSTOM_TYPE)])
-    done = both_refuse(ecr, cosign, pushed, keys.public, CUSTOM_TYPE, "malformed")
-    assert "unexpected end of JSON input" in done.stderr  # cosign cannot parse the envelope
-
-
-def test_malformed_attestation_manifest_fails(
-    push_image: Callable[[str], Pushed], ecr: Runner, cosign: CosignRun, keys: Keys,
-    client: RegistryClient,
-) -> None:
-    pushed = push_image("att-index")
-    index = Index(manifests=[])
-    client.put_manifest(pushed.ref.repository, attestation_tag(pushed.digest), index.to_bytes(),
-                        index.mediaType)
-    done = both_refuse(ecr, cosign, pushed, keys.public, CUSTOM_TYPE, "malformed")
-    assert "no child with platform" in done.stderr  # cosign takes the index for a multi-arch image
-    # attesting replaces the garbage: it held no usable attestation
-    attest_image(client, pushed.ref, keys.key, predicate={"a": 1}, predicate_type=CUSTOM_TYPE)
-    assert ecr_verify(ecr, pushed, keys.public, CUSTOM_TYPE)["verified"] is True
-    assert cosign_verify(cosign, pushed, keys.public, CUSTOM_TYPE).returncode == 0
-
-
-def test_signed_statement_of_another_type_fails(
-    push_image: Callable[[str], Pushed], ecr: Runner, cosign: CosignRun, keys: Keys,
-    client: RegistryClient,
-) -> None:
-    """The layer annotation claims the approval type; the signed statement is of another type."""
+    """The layer claims prod's approval type; the signed statement is of another type."""
     pushed = push_image("att-wrong-type")
-    statement = statement_about(
-        pushed, CUSTOM_TYPE, {"deployment": "prod", "approvedAt": "2025-01-01T00:00:00Z"}
-    )
-    write_att(client, pushed, [(sign_statement(statement, keys.key).to_bytes(), APPROVAL_TYPE)])
-    both_refuse(ecr, cosign, pushed, keys.public, APPROVAL_TYPE, "wrong-type", "--deployment", "prod")
-
-
-def test_no_attestation_fails(
-    push_image: Callable[[str], Pushed], ecr: Runner, cosign: CosignRun, keys: Keys,
-    client: RegistryClient,
-) -> None:
-    pushed = push_image("att-none")
-    both_refuse(ecr, cosign, pushed, keys.public, CUSTOM_TYPE, "no-attestation")
-    attest_image(client, pushed.ref, keys.key, predicate={"a": 1}, predicate_type=SLSA_TYPE)
-    done = both_refuse(ecr, cosign, pushed, keys.public, CUSTOM_TYPE, "no-attestation")
-    assert "none of the attestations matched the predicate type" in done.stderr
+    predicate = {"deployment": "prod", "approvedAt": "2025-01-01T00:00:00Z"}
+    statement = statement_about(pushed, CUSTOM_TYPE, predicate)
+    Case(client, pushed, keys, keys, push_image).write(statement, claimed=approval_type("prod"))
+    says = NEGATIVE["signed-statement-of-another-type"][2]
+    both_refuse(ecr, cosign, pushed, keys, APPROVAL_TYPE, "wrong-type", says, "--deployment", "prod")
+    both_refuse(ecr, cosign, pushed, keys, approval_type("prod"), "wrong-type", says)
 
 
 # --- approvals: expiry and deployment (cosign judges them through a policy) ---------------------
 
 
-def test_expired_approval_fails(
-    push_image: Callable[[str], Pushed], ecr: Runner, cosign: CosignRun, keys: Keys,
-    client: RegistryClient, tmp_path: Path,
-) -> None:
+def test_expired_approval_fails(push_image, ecr, cosign, keys, client, tmp_path) -> None:
     pushed = push_image("att-expired")
     then = datetime(2024, 1, 1, tzinfo=UTC)
-    approve_image(client, pushed.ref, keys.key, deployment="prod", now=then,
-                  expires=then + timedelta(days=30))
-    result = ecr_verify(ecr, pushed, keys.public, APPROVAL_TYPE, "--deployment", "prod")
+    approve_image(
+        client, pushed.ref, keys.private_key(), deployment="prod", now=then, expires=then + timedelta(days=30)
+    )
+    result = ecr_verify(ecr, pushed, keys, APPROVAL_TYPE, "--deployment", "prod")
     assert result["reason"] == "expired", result["message"]
     assert "2024-01-31T00:00:00Z" in result["message"]
-    done = ecr("verify-attestation", pushed.text, "--key", keys.public, "--type", APPROVAL_TYPE,
-               "--deployment", "prod", "--insecure", check=False)
+    done = ecr(
+        "verify-attestation",
+        pushed.text,
+        "--key",
+        str(keys.public),
+        "--type",
+        APPROVAL_TYPE,
+        "--deployment",
+        "prod",
+        "--insecure",
+        check=False,
+    )
     assert done.returncode == 4 and "expired" in done.stderr and "Traceback" not in done.stderr
 
-    # cosign checks signature and subject only: without a policy it accepts the expired approval
-    assert cosign_verify(cosign, pushed, keys.public, APPROVAL_TYPE).returncode == 0
-    (tmp_path / "prod.rego").write_text(ALLOW_PROD_REGO)
-    done = cosign_verify(cosign, pushed, keys.public, APPROVAL_TYPE, "--policy", str(tmp_path / "prod.rego"))
+    # cosign checks signature and subject only: without a policy it accepts the expired approval,
+    # and so do the admission policies (they cannot tell the time); the documented Rego refuses it
+    assert cosign.verify_attestation(pushed.text, keys, approval_type("prod")).returncode == 0
+    (tmp_path / "prod.rego").write_text(documented_rego("prod"))
+    done = cosign.verify_attestation(
+        pushed.text, keys, approval_type("prod"), "--policy", str(tmp_path / "prod.rego")
+    )
     assert done.returncode != 0 and "validation errors" in done.stderr
 
     # a fresh approval for the same deployment makes it valid again, in both
-    ecr("approve", pushed.text, "--key", keys.private, "--deployment", "prod", "--expires", "2099-12-31",
-        "--insecure")
-    valid = ecr_verify(ecr, pushed, keys.public, APPROVAL_TYPE, "--deployment", "prod")
+    ecr_approve(ecr, pushed, keys, "prod", "--expires", "2099-12-31")
+    valid = ecr_verify(ecr, pushed, keys, APPROVAL_TYPE, "--deployment", "prod")
     assert valid["approval"]["expires"] == "2100-01-01T00:00:00Z"
 
 
-def test_approval_for_another_deployment_fails(
-    push_image: Callable[[str], Pushed], ecr: Runner, cosign: CosignRun, keys: Keys, tmp_path: Path,
-) -> None:
+def test_approval_for_another_deployment_fails(push_image, ecr, cosign, keys, tmp_path) -> None:
+    """An approval for dev does not satisfy prod: not in ecr-oci, not in cosign asking for prod's
+    type, and not even when cosign is pointed at dev's type with prod's policy."""
     pushed = push_image("att-deployment")
-    ecr("approve", pushed.text, "--key", keys.private, "--deployment", "dev", "--insecure")
-    result = ecr_verify(ecr, pushed, keys.public, APPROVAL_TYPE, "--deployment", "prod")
-    assert result["reason"] == "wrong-deployment"
-    assert "approved for dev" in result["message"]
-    assert ecr_verify(ecr, pushed, keys.public, APPROVAL_TYPE, "--deployment", "dev")["verified"]
+    ecr_approve(ecr, pushed, keys, "dev")
+    assert ecr_verify(ecr, pushed, keys, APPROVAL_TYPE, "--deployment", "dev")["verified"]
 
-    assert cosign_verify(cosign, pushed, keys.public, APPROVAL_TYPE).returncode == 0  # no policy
-    (tmp_path / "prod.rego").write_text(ALLOW_PROD_REGO)
-    (tmp_path / "prod.cue").write_text(ALLOW_PROD_CUE)
-    for policy in ("prod.rego", "prod.cue"):
-        done = cosign_verify(cosign, pushed, keys.public, APPROVAL_TYPE, "--policy", str(tmp_path / policy))
-        assert done.returncode != 0, policy
+    says = "none of the attestations matched the predicate type"  # it has dev's type only
+    both_refuse(ecr, cosign, pushed, keys, approval_type("prod"), "wrong-deployment", says)
+    result = ecr_verify(ecr, pushed, keys, APPROVAL_TYPE, "--deployment", "prod")
+    assert "approved for dev, not for deployment 'prod'" in result["message"]
+
+    assert cosign.verify_attestation(pushed.text, keys, approval_type("dev")).returncode == 0  # no policy
+    policies_refuse(cosign, pushed, keys, tmp_path, policy_for="prod", predicate_type=approval_type("dev"))
 
 
-def test_cli_refuses_bad_input_with_one_line(
-    push_image: Callable[[str], Pushed], ecr: Runner, keys: Keys, tmp_path: Path,
+def test_approval_whose_type_and_deployment_disagree_fails(
+    push_image, ecr, cosign, keys, client, tmp_path
 ) -> None:
+    """Defence in depth: a statement of prod's type whose predicate names dev (made by hand, with
+    the right key) is refused by ecr-oci and by the policies' conditions, not admitted by its type."""
+    pushed = push_image("att-disagree")
+    statement = statement_about(
+        pushed, approval_type("prod"), {"deployment": "dev", "approvedAt": "2025-01-01T00:00:00Z"}
+    )
+    write_att(client, pushed, [(signed(statement, keys), approval_type("prod"))])
+    result = ecr_verify(ecr, pushed, keys, APPROVAL_TYPE, "--deployment", "prod")
+    assert result["reason"] == "wrong-deployment"
+    assert "names deployment dev in its predicate" in result["message"]
+    policies_refuse(cosign, pushed, keys, tmp_path, policy_for="prod", predicate_type=approval_type("prod"))
+
+
+def test_cli_refuses_bad_input_with_one_line(push_image, ecr, keys, tmp_path) -> None:
     pushed = push_image("att-cli")
     (tmp_path / "list.json").write_text("[1, 2]")
     (tmp_path / "object.json").write_text("{}")
-    cases = [
-        ("attest", pushed.text, "--key", keys.private, "--predicate", str(tmp_path / "list.json"),
-         "--type", CUSTOM_TYPE, "--insecure"),
-        ("attest", pushed.text, "--key", keys.private, "--predicate", str(tmp_path / "list.json"),
-         "--type", "custom", "--insecure"),
-        ("approve", pushed.text, "--key", keys.private, "--deployment", "bad name", "--insecure"),
-        ("approve", pushed.text, "--key", keys.private, "--deployment", "prod", "--expires", "soon",
-         "--insecure"),
-        ("verify-attestation", pushed.text, "--key", keys.public, "--type", APPROVAL_TYPE, "--insecure"),
-        ("attest", pushed.text, "--key", keys.public, "--predicate", str(tmp_path / "object.json"),
-         "--type", CUSTOM_TYPE, "--insecure"),
+    private, public = str(keys.private), str(keys.public)
+    a_list, an_object = str(tmp_path / "list.json"), str(tmp_path / "object.json")
+    cases = [  # command, key, more arguments
+        ("attest", private, "--predicate", a_list, "--type", CUSTOM_TYPE),
+        ("attest", private, "--predicate", a_list, "--type", "custom"),
+        ("attest", public, "--predicate", an_object, "--type", CUSTOM_TYPE),
+        ("approve", private, "--deployment", "bad name"),
+        ("approve", private, "--deployment", "prod", "--expires", "soon"),
+        ("verify-attestation", public, "--type", APPROVAL_TYPE),  # which deployment?
+        ("verify-attestation", public, "--type", APPROVAL_TYPE, "--deployment", "bad/name"),
+        ("verify-attestation", public, "--type", approval_type("prod"), "--deployment", "dev"),
+        ("verify-attestation", public, "--type", CUSTOM_TYPE, "--deployment", "prod"),
     ]
-    for args in cases:
-        done = ecr(*args, check=False)
-        assert done.returncode == 2, (args, done.stderr)
-        assert "Traceback" not in done.stderr
+    for command, key, *more in cases:
+        done = ecr(command, pushed.text, "--key", key, "--insecure", *more, check=False)
+        assert done.returncode == 2, (command, more, done.stderr)
+        assert "Traceback" not in done.stderr and done.stderr.startswith(("Usage:", "error:")), done.stderr

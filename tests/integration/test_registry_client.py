@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import threading
 import tracemalloc
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -33,19 +32,6 @@ SIGNATURE = "application/vnd.example.signature.v1"
 
 
 # -- helpers ----------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def client(registry: LocalRegistry) -> Iterator[RegistryClient]:
-    with RegistryClient(registry.host, insecure=True) as c:
-        yield c
-
-
-@pytest.fixture
-def repo(request: pytest.FixtureRequest) -> str:
-    """A repository name of the test's own: ``ns/<test name>-<random>``."""
-    name = request.node.name.lower().replace("_", "-").replace("[", "-").replace("]", "")
-    return f"ns/{name[:60].strip('-')}-{uuid.uuid4().hex[:8]}"
 
 
 def opener_of(data: bytes, piece: int = 300 * 1024):

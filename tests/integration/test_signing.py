@@ -2,21 +2,15 @@
 
 Both directions (cosign verifies what ecr-oci signed, ecr-oci verifies what cosign signed, with key
 files made by either), every negative case failing in **both** tools, a 10-platform index, idempotent
-re-signing, ``push --sign-key``, and the CLI's lines, exit codes and ``--json``.
-
-cosign flags this needs against a plain-HTTP registry without the internet: ``--allow-http-registry``
-(sign and verify), ``--tlog-upload=false`` (sign), ``--insecure-ignore-tlog=true`` (verify) and, for the
-bundle, ``--new-bundle-format --trusted-root`` with an empty trusted root.
+re-signing, ``push --sign-key``, and the CLI's lines, exit codes and ``--json``. cosign, its offline
+flags and the key pairs are the shared fixtures of ``tests/fixtures/cosign.py``.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import stat
 import subprocess
-import uuid
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,125 +26,24 @@ from ecr_oci.oci.referrers import list_referrers
 from ecr_oci.oci.registry import RegistryClient
 from ecr_oci.reference import Reference
 from ecr_oci.signing import store
-from ecr_oci.signing.keys import generate_key_pair, load_private_key, load_public_key, sign_bytes
+from ecr_oci.signing.keys import generate_key_pair, load_private_key, sign_bytes
 from ecr_oci.signing.sign import sign_image
 from ecr_oci.signing.sigstore_bundle import BUNDLE_MEDIA_TYPE
 from ecr_oci.signing.simplesigning import SimpleSigning
 from ecr_oci.signing.verify import verify_image
+from tests.fixtures.cosign import PASSWORD, Cosign, KeyFiles
 from tests.integration.conftest import Runner, make_runner, push_json, write_bundle
 
 pytestmark = pytest.mark.integration
 
-PASSWORD = "s3cret pass"
-EMPTY_TRUSTED_ROOT = '{"mediaType":"application/vnd.dev.sigstore.trustedroot+json;version=0.1"}'
-
-
-# -- keys and the cosign peer ---------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class KeyFiles:
-    private: Path
-    public: Path
-
-    def private_key(self) -> ec.EllipticCurvePrivateKey:
-        return load_private_key(self.private.read_bytes(), PASSWORD.encode(), source=str(self.private))
-
-    def public_key(self) -> ec.EllipticCurvePublicKey:
-        return load_public_key(self.public.read_bytes(), source=str(self.public))
-
-
-class Cosign:
-    """The real cosign, offline, with the password in its environment and a HOME of its own."""
-
-    def __init__(self, path: str, home: Path) -> None:
-        self.path = path
-        self.home = home
-        self.trusted_root = home / "trusted_root.json"
-        self.trusted_root.write_text(EMPTY_TRUSTED_ROOT)
-
-    def run(self, *args: str) -> subprocess.CompletedProcess[str]:
-        env = {**os.environ, "COSIGN_PASSWORD": PASSWORD, "HOME": str(self.home)}
-        return subprocess.run(
-            [self.path, *args],
-            cwd=self.home,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-
-    def sign(self, ref: str, key: KeyFiles) -> None:
-        done = self.run(
-            "sign", "--key", str(key.private), "--tlog-upload=false", "--allow-http-registry", "-y", ref
-        )
-        assert done.returncode == 0, done.stderr
-
-    def verify(self, ref: str, key: KeyFiles) -> subprocess.CompletedProcess[str]:
-        return self.run(
-            "verify", "--key", str(key.public), "--insecure-ignore-tlog=true", "--allow-http-registry", ref
-        )
-
-    def verify_bundle(self, ref: str, key: KeyFiles) -> subprocess.CompletedProcess[str]:
-        return self.run(
-            "verify",
-            "--new-bundle-format",
-            "--trusted-root",
-            str(self.trusted_root),
-            "--key",
-            str(key.public),
-            "--insecure-ignore-tlog=true",
-            "--allow-http-registry",
-            ref,
-        )
-
-
-@pytest.fixture(scope="module")
-def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("signing-home")
-
-
-@pytest.fixture(scope="module")
-def cosign(tool: Callable[[str], str], home: Path) -> Cosign:
-    return Cosign(tool("cosign"), home)
-
-
-@pytest.fixture(scope="module")
-def ecr_keys(home: Path) -> KeyFiles:
-    """A key pair made by ecr-oci."""
-    pair = generate_key_pair(PASSWORD.encode())
-    (home / "ecr.key").write_bytes(pair.private_pem)
-    (home / "ecr.pub").write_bytes(pair.public_pem)
-    return KeyFiles(home / "ecr.key", home / "ecr.pub")
-
-
-@pytest.fixture(scope="module")
-def cosign_keys(cosign: Cosign) -> KeyFiles:
-    """A key pair made by ``cosign generate-key-pair``."""
-    done = cosign.run("generate-key-pair", "--output-key-prefix", "made-by-cosign")
-    assert done.returncode == 0, done.stderr
-    return KeyFiles(cosign.home / "made-by-cosign.key", cosign.home / "made-by-cosign.pub")
-
 
 @pytest.fixture(params=["ecr-keys", "cosign-keys"])
 def keys(request: pytest.FixtureRequest, ecr_keys: KeyFiles, cosign_keys: KeyFiles) -> KeyFiles:
+    """Each test runs with ecr-oci's key files and with cosign's."""
     return ecr_keys if request.param == "ecr-keys" else cosign_keys
 
 
 # -- images ---------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def client(registry: LocalRegistry) -> Iterator[RegistryClient]:
-    with RegistryClient(registry.host, insecure=True) as c:
-        yield c
-
-
-@pytest.fixture
-def repo(request: pytest.FixtureRequest) -> str:
-    name = request.node.name.lower().replace("_", "-").replace("[", "-").replace("]", "")
-    return f"signing/{name[:50].strip('-')}-{uuid.uuid4().hex[:8]}"
 
 
 def push_image(
@@ -459,10 +352,9 @@ def test_bundle_of_another_key_fails_in_cosign(
 
 
 @pytest.fixture
-def ecr_signing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Runner:
+def ecr_signing(tmp_path: Path) -> Runner:
     """``ecr-oci`` as a process with ``COSIGN_PASSWORD`` set, run in ``tmp_path``."""
-    monkeypatch.setenv("COSIGN_PASSWORD", PASSWORD)
-    run = make_runner(tmp_path / "home")
+    run = make_runner(tmp_path / "home", env={"COSIGN_PASSWORD": PASSWORD})
 
     def in_tmp(*args: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
         return run(*args, cwd=tmp_path, **kwargs)
@@ -530,7 +422,6 @@ def test_cli_failures(
     ecr_keys: KeyFiles,
     cosign_keys: KeyFiles,
     cosign: Cosign,
-    monkeypatch: pytest.MonkeyPatch,
 ):
     image = push_image(client, repo, tag="1.0")
     ref = f"{client.host}/{repo}:1.0"
@@ -562,8 +453,7 @@ def test_cli_failures(
     )
     assert mismatch.returncode == 4 and json.loads(mismatch.stdout)["reason"] == "identity-mismatch"
 
-    monkeypatch.setenv("COSIGN_PASSWORD", "nope")
-    bad_password = make_runner(tmp_path / "home2")(
+    bad_password = make_runner(tmp_path / "home2", env={"COSIGN_PASSWORD": "nope"})(
         "sign", ref, "--key", str(ecr_keys.private), "--insecure", check=False
     )
     assert bad_password.returncode == 2 and "wrong password" in bad_password.stderr

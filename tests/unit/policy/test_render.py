@@ -25,22 +25,18 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 import ecr_oci.policy
 import ecr_oci.policy.render
-from ecr_oci.errors import InvalidReferenceError, KeyFileError
-from ecr_oci.policy import (
-    FORMATS,
-    TEMPLATES,
-    PolicyInputError,
-    policies_folder,
-    render_policy,
-    write_rendered,
-)
-from ecr_oci.signing.approval import APPROVAL_TYPE
+from ecr_oci.errors import InvalidReferenceError, KeyFileError, PolicyInputError
+from ecr_oci.mediatypes import approval_type
+from ecr_oci.policy import FORMATS, TEMPLATES, policies_folder, render_policy, write_rendered
 from tests.fixtures.tools import need
 
 ROOT = Path(__file__).resolve().parents[3]
 SCHEMAS = ROOT / "tests" / "policy_schemas"
 REGISTRY = "ecr.example.org:5000"
 DEPLOYMENT = "sage-prod"
+#: The engines judge every attestation of the type they look for: the policy must name this
+#: deployment's own approval type, never the shared base.
+APPROVAL_TYPE = approval_type(DEPLOYMENT)
 
 
 def public_pem(key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey) -> bytes:
@@ -344,14 +340,19 @@ def test_the_key_is_written_as_a_block_scalar_and_normalised(pem: bytes) -> None
 
 
 def test_deployment_names_approvals_allow_render_exactly(pem: bytes) -> None:
+    """The deployment lands in the condition and in the approval type, which is its own."""
     for deployment in ("Sage.Prod_2", "123", "a", "x" * 128):
         kyverno = yaml.safe_load(render("kyverno", pem, deployment=deployment)["clusterpolicy.yaml"])
-        condition = kyverno["spec"]["rules"][0]["verifyImages"][0]["attestations"][0]["conditions"][0]
-        assert condition["all"][0]["value"] == deployment
+        (attestation,) = kyverno["spec"]["rules"][0]["verifyImages"][0]["attestations"]
+        assert attestation["conditions"][0]["all"][0]["value"] == deployment
+        assert attestation["type"] == f"https://ecr.waggle-sensor.org/attestations/approval/v1/{deployment}"
         rendered = render("policy-controller", pem, deployment=deployment)["clusterimagepolicy.yaml"]
         cip = yaml.safe_load(rendered)
-        rego = cip["spec"]["authorities"][1]["attestations"][0]["policy"]["data"]
+        (cip_attestation,) = cip["spec"]["authorities"][1]["attestations"]
+        assert cip_attestation["predicateType"] == attestation["type"]
+        rego = cip_attestation["policy"]["data"]
         assert f'input.predicate.deployment == "{deployment}"\n' in rego
+        assert f'input.predicateType == "{attestation["type"]}"\n' in rego
 
 
 def test_localhost_and_ip_registries(pem: bytes) -> None:

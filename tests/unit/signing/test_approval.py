@@ -16,8 +16,9 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from jsonschema import Draft202012Validator
 
+from ecr_oci import mediatypes
 from ecr_oci.errors import VerificationError
-from ecr_oci.mediatypes import PredicateType, spec_folder
+from ecr_oci.mediatypes import PredicateType, approval_deployment, approval_type, spec_folder
 from ecr_oci.oci.registry import RegistryClient
 from ecr_oci.reference import Reference
 from ecr_oci.signing import approval as approval_module
@@ -42,12 +43,35 @@ def model_accepts(document: Any) -> bool:
 
 
 def test_module_examples_run() -> None:
-    assert doctest.testmod(approval_module).failed == 0
+    for module in (approval_module, mediatypes):  # mediatypes: approval_type and its inverse
+        assert doctest.testmod(module).failed == 0
 
 
 def test_type_is_in_the_enum_and_the_schema() -> None:
     assert APPROVAL_TYPE == PredicateType.APPROVAL == "https://ecr.waggle-sensor.org/attestations/approval/v1"
     assert SCHEMA["x-predicate-types"] == [APPROVAL_TYPE]
+
+
+def test_each_deployment_has_its_own_type_as_the_schema_says() -> None:
+    """Admission engines judge every attestation of a type: approvals for two deployments must not
+    share one (mediatypes/approval.md)."""
+    template = SCHEMA["x-predicate-type-template"]
+    assert template == APPROVAL_TYPE + "/{deployment}"
+    for name in ("sage-production", "testbed", "W0A1.dev_2", "x" * 128):
+        predicate_type = approval_type(name)
+        assert predicate_type == template.format(deployment=name)
+        assert approval_deployment(predicate_type) == name
+        assert Approval(deployment=name, approvedAt=NOW).predicate_type == predicate_type
+    assert approval_type("testbed") != approval_type("production")
+    assert approval_deployment(APPROVAL_TYPE) is None
+    assert approval_deployment(APPROVAL_TYPE + "/a/b") is None
+    assert approval_deployment("https://slsa.dev/provenance/v1") is None
+
+
+@pytest.mark.parametrize("name", ["", "-prod", "prod/eu", "sage prod", "prod\n", "x" * 129])
+def test_no_type_for_a_name_an_approval_cannot_carry(name: str) -> None:
+    with pytest.raises(ValueError, match="invalid deployment"):
+        approval_type(name)
 
 
 def test_example_round_trips_through_the_model() -> None:
@@ -57,8 +81,11 @@ def test_example_round_trips_through_the_model() -> None:
 VALID = [
     {"deployment": "sage-production", "approvedAt": "2025-06-01T12:00:00Z"},
     {"deployment": "a", "approvedAt": "2025-06-01T12:00:00.123Z"},
-    {"deployment": "W0A1.dev_2", "approvedAt": "2025-06-01T14:00:00+02:00",
-     "expires": "2025-07-01T00:00:00Z"},
+    {
+        "deployment": "W0A1.dev_2",
+        "approvedAt": "2025-06-01T14:00:00+02:00",
+        "expires": "2025-07-01T00:00:00Z",
+    },
     {"deployment": "x" * 128, "approvedAt": "2025-06-01T12:00:00Z", "note": "", "approvedBy": "me"},
 ]
 INVALID = [
@@ -104,8 +131,9 @@ def test_times_are_written_in_utc() -> None:
 
 def test_malformed_message_names_the_field() -> None:
     with pytest.raises(VerificationError, match="expires"):
-        Approval.from_predicate({"deployment": "prod", "approvedAt": "2025-06-01T12:00:00Z",
-                                 "expires": "soon"})
+        Approval.from_predicate(
+            {"deployment": "prod", "approvedAt": "2025-06-01T12:00:00Z", "expires": "soon"}
+        )
 
 
 def test_expiry_is_exclusive_and_absent_means_forever() -> None:
@@ -148,3 +176,8 @@ def test_approve_refuses_bad_arguments(client: RegistryClient, changes: dict[str
 def test_verify_refuses_a_naive_now(client: RegistryClient) -> None:
     with pytest.raises(ValueError, match="time zone"):
         verify_approval(client, REF, KEY.public_key(), deployment="prod", now=datetime(2025, 6, 1))
+
+
+def test_verify_refuses_a_deployment_no_approval_can_name(client: RegistryClient) -> None:
+    with pytest.raises(ValueError, match="invalid deployment"):
+        verify_approval(client, REF, KEY.public_key(), deployment="prod/eu", now=NOW)
