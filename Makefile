@@ -17,12 +17,15 @@ TOOLS_BIN := $(CURDIR)/.tools/bin
 # The demo: a registry on 127.0.0.1:$(PORT) (examples/hello-sensor's base image points at 5000).
 PORT ?= 5000
 REGISTRY := 127.0.0.1:$(PORT)
+# The ECR service (index + search API); the registry's notifications go to it.
+SERVICE_PORT ?= 8000
+SERVICE_URL := http://127.0.0.1:$(SERVICE_PORT)
 DEMO_DIR := examples/hello-sensor
 DEMO_IMAGE ?= $(REGISTRY)/waggle/hello-sensor:0.1.0
 
 # Debian packages the dev environment and the integration tests run (podman's recommends bring
 # conmon, netavark, slirp4netns …; runc because crun fails without CAP_SYS_RESOURCE).
-APT_PACKAGES := docker-registry skopeo podman runc umoci busybox-static containerd zstd
+APT_PACKAGES := docker-registry skopeo podman runc umoci busybox-static containerd zstd postgresql
 POLICY_RC ?= /usr/sbin/policy-rc.d
 
 # Go tools the integration tests use as independent clients (built only where Go exists).
@@ -98,8 +101,9 @@ $(TOOLS_BIN)/.cosign-$(COSIGN_VERSION):
 	GOBIN=$(TOOLS_BIN) $(GO) install github.com/sigstore/cosign/v2/cmd/cosign@$(COSIGN_VERSION)
 	touch $@
 
-run: install ## Start a registry, build the base image, push examples/hello-sensor, run it with podman
-	$(ECR) dev registry start --port $(PORT) --state-dir $(STATE_DIR)
+run: install ## Start a registry + the ECR service, push examples/hello-sensor, run it with podman
+	$(ECR) dev service start --port $(SERVICE_PORT) --registry $(REGISTRY) --state-dir $(STATE_DIR)
+	$(ECR) dev registry start --port $(PORT) --notify-service --state-dir $(STATE_DIR)
 	$(ECR) dev base-image --registry $(REGISTRY) --state-dir $(STATE_DIR)
 	$(ECR) push $(DEMO_DIR) --registry $(REGISTRY) --insecure
 	@echo
@@ -108,15 +112,17 @@ run: install ## Start a registry, build the base image, push examples/hello-sens
 	$(ECR) dev podman --state-dir $(STATE_DIR) -- run --rm $(DEMO_IMAGE)
 	@echo
 	@echo "The registry keeps running on $(REGISTRY) (state and log in $(STATE_DIR)/)."
+	@echo "The ECR service runs on $(SERVICE_URL) (API docs: $(SERVICE_URL)/docs; it indexed the push)."
 	@echo "Try:  $(ECR) inspect $(DEMO_IMAGE) --insecure"
 	@echo "Stop everything with: make stop"
 
-stop: ## Stop what `make run` started (the registry, by its recorded PID; podman containers)
+stop: ## Stop what `make run` started (registry and service, by their recorded PIDs; podman containers)
 	@if [ ! -x $(ECR) ]; then echo "nothing to stop (no $(VENV))"; exit 0; fi; \
 	if [ -d $(STATE_DIR)/podman ]; then \
 		$(ECR) dev podman --state-dir $(STATE_DIR) -- rm --all --force >/dev/null || true; \
 	fi; \
-	$(ECR) dev registry stop --state-dir $(STATE_DIR)
+	$(ECR) dev registry stop --state-dir $(STATE_DIR); \
+	$(ECR) dev service stop --state-dir $(STATE_DIR)
 
 test: install ## Run the tests (unit, and integration against a real registry, podman, containerd)
 	$(BIN)/pytest $(PYTEST_ARGS)

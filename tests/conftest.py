@@ -7,4 +7,5 @@ pytest_plugins = [
     "tests.fixtures.images",
     "tests.fixtures.nodes",
     "tests.fixtures.token_server",
+    "tests.fixtures.service",
 ]

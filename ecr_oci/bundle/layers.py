@@ -562,7 +562,7 @@ def measure(
 
 #: ``auto`` keeps a layer uncompressed when a zlib-1 sample shrinks by less than this fraction.
 MIN_SAVING = 0.10
-_SAMPLE_SLICE = 4 << 20
+_SAMPLE_SLICE = 1 << 20
 _SAMPLE_SLICES = 3
 _SMALL_LAYER = 64 << 10
 
@@ -571,7 +571,7 @@ def choose_compression(plan: LayerPlan, requested: str) -> str | None:
     """Resolve ``requested`` (``gzip``, ``zstd``, ``none``, ``auto``) to a compression or ``None``.
 
     ``auto`` decides for models (issue 2 part 5): weights are often incompressible, and gzip on them
-    costs CPU at push and pull (30 MB/s at -6) for a few percent. Up to three 4 MiB slices, spread
+    costs CPU at push and pull (30 MB/s at -6) for a few percent. Up to three 1 MiB slices, spread
     over the biggest files (all the data when it is smaller than that), are compressed with zlib
     level 1; if that saves less than :data:`MIN_SAVING` (10 %) the layer stays a plain tar, else
     it is ``gzip`` — not zstd, since every Docker, containerd and podman version pulls gzip layers.

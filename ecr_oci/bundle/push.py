@@ -20,8 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib.metadata import version as package_version
 from pathlib import Path
-
-from cryptography.hazmat.primitives.asymmetric import ec
+from typing import TYPE_CHECKING, Any
 
 from ecr_oci.bundle import layers as layer_build
 from ecr_oci.bundle.config import (
@@ -57,10 +56,11 @@ from ecr_oci.oci.models import (
 )
 from ecr_oci.oci.registry import RegistryClient
 from ecr_oci.reference import Reference
-from ecr_oci.signing.attest import attest_image, verify_attestations
-from ecr_oci.signing.provenance import PREDICATE_TYPE as PROVENANCE_TYPE
-from ecr_oci.signing.provenance import CIContext, build_provenance
-from ecr_oci.signing.sign import sign_manifest
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from ecr_oci.signing.provenance import CIContext
 
 #: ``connect(host)`` gives a client for that registry host (credentials and TLS chosen by the caller).
 Connect = Callable[[str], RegistryClient]
@@ -216,22 +216,19 @@ def push_bundle(
     # what vouches for the image goes on before the tag
     signed = []
     if signer is not None:
-        home = Reference(registry=registry, repository=repository)
-        signed = [s.digest for s in sign_manifest(client, home, image_raw, signer)]
-        image_ref = home.with_digest(image_raw.digest)
-        if not unchanged or not _has_provenance(client, image_ref, signer):
-            provenance = build_provenance(
+        signed = _sign_and_attest(
+            client, Reference(registry=registry, repository=repository), image_raw, signer,
+            provenance_inputs=dict(
                 source=spec.metadata.source, ecr_yaml_digest=Digest.of(loaded.raw),
                 base_image=base_ref, base_digest=base_raw.digest,
                 platforms=[str(i.platform) for i in images],
                 compression={layer.role: layer.digests.compression for layer in built},
                 source_date_epoch=epoch, builder_version=package_version("ecr-oci"),
-                started_on=started, finished_on=datetime.now(UTC), ci=ci,
-                bundle_digest=bundle_digest,
+                started_on=started, ci=ci, bundle_digest=bundle_digest,
                 layers={layer.role: layer.digests.digest for layer in built},
-            )
-            attest_image(client, image_ref, signer, predicate=provenance,
-                         predicate_type=PROVENANCE_TYPE)
+            ),
+            already_pushed=unchanged,
+        )
     if current is None or current.digest != image_raw.digest:
         client.put_manifest(repository, tag, image_raw.data, image_raw.media_type)
 
@@ -465,15 +462,36 @@ def _push_bundle_manifest(
     return referrers.attach(pushed.client, pushed.repository, manifest).digest
 
 
-def _has_provenance(
-    client: RegistryClient, image: Reference, signer: ec.EllipticCurvePrivateKey
-) -> bool:
-    """Whether ``signer`` already attested the provenance of ``image`` (an unchanged re-push)."""
-    try:
-        verify_attestations(client, image, signer.public_key(), predicate_type=PROVENANCE_TYPE)
-    except VerificationError:
-        return False
-    return True
+def _sign_and_attest(
+    client: RegistryClient,
+    home: Reference,
+    image: RawManifest,
+    signer: ec.EllipticCurvePrivateKey,
+    *,
+    provenance_inputs: dict[str, Any],
+    already_pushed: bool,
+) -> list[Digest]:
+    """Sign the image (and each platform manifest) and attest its SLSA provenance.
+
+    The signing stack is imported here, not at module level: an unsigned push should not pay its
+    import time (start-up counts in a no-op push). An unchanged re-push adds a provenance attestation
+    only if ``signer`` has not attested one yet (each has its own timestamps, so it would pile up).
+    """
+    from ecr_oci.signing.attest import attest_image, verify_attestations
+    from ecr_oci.signing.provenance import PREDICATE_TYPE, build_provenance
+    from ecr_oci.signing.sign import sign_manifest
+
+    signed = [s.digest for s in sign_manifest(client, home, image, signer)]
+    image_ref = home.with_digest(image.digest)
+    if already_pushed:
+        try:
+            verify_attestations(client, image_ref, signer.public_key(), predicate_type=PREDICATE_TYPE)
+            return signed
+        except VerificationError:
+            pass  # not attested by this key yet
+    provenance = build_provenance(**provenance_inputs, finished_on=datetime.now(UTC))
+    attest_image(client, image_ref, signer, predicate=provenance, predicate_type=PREDICATE_TYPE)
+    return signed
 
 
 def _existing_bundle(client: RegistryClient, repository: str, image: Digest) -> Digest | None:

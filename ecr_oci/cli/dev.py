@@ -31,6 +31,7 @@ from ecr_oci.devenv import (
     build_multiplatform_base,
     require_program,
 )
+from ecr_oci.devenv.service import LocalService
 
 __all__ = ["dev"]
 
@@ -52,6 +53,10 @@ def _state_dir_option(extra_help: str = "") -> Callable[[_F], _F]:
 
 def _registry_root(state_dir: Path) -> Path:
     return state_dir / "registry"
+
+
+def _service_root(state_dir: Path) -> Path:
+    return state_dir / "service"
 
 
 def _recorded_registry(state_dir: Path) -> LocalRegistry | None:
@@ -79,12 +84,19 @@ def registry() -> None:
 
 @registry.command("start")
 @click.option("--port", type=click.IntRange(1, 65535), default=5000, show_default=True, help="TCP port.")
+@click.option(
+    "--notify-service",
+    is_flag=True,
+    help="Send notifications to the ECR service of STATE_DIR/service (start it first).",
+)
 @_state_dir_option()
-def registry_start(port: int, state_dir: Path) -> None:
+def registry_start(port: int, notify_service: bool, state_dir: Path) -> None:
     """Start a registry on 127.0.0.1:PORT that keeps running after this command.
 
     Its config, log, storage and PID go under STATE_DIR/registry. Running it again while that
     registry is up only prints where it is. Stop it with `ecr-oci dev registry stop`.
+    With --notify-service its notifications go to `dev service start`'s service, with that
+    service's shared secret.
     """
     recorded = _recorded_registry(state_dir)
     if recorded is not None and recorded.is_running():
@@ -95,7 +107,10 @@ def registry_start(port: int, state_dir: Path) -> None:
             )
         click.echo(f"registry already running on {recorded.host} (pid {recorded.pid})")
         return
-    reg = LocalRegistry(_registry_root(state_dir), port=port)
+    notifications = []
+    if notify_service:
+        notifications.append(LocalService.attach(_service_root(state_dir)).notification_endpoint())
+    reg = LocalRegistry(_registry_root(state_dir), port=port, notifications=notifications)
     reg.start(detach=True)
     click.echo(f"registry running on {reg.host} (pid {reg.pid})")
     click.echo(f"  storage: {reg.storage_dir}")
@@ -133,6 +148,60 @@ def registry_status(state_dir: Path) -> None:
         click.echo(f"no registry running from {state_dir}")
         sys.exit(1)
     click.echo(f"registry running on {recorded.host} (pid {recorded.pid}), log {recorded.log_path}")
+
+
+@dev.group()
+def service() -> None:
+    """Run the ECR service (`ecr-oci serve`) on 127.0.0.1 in the background."""
+
+
+@service.command("start")
+@click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True, help="TCP port.")
+@click.option(
+    "--registry",
+    "registry_host",
+    default="127.0.0.1:5000",
+    show_default=True,
+    metavar="HOST:PORT",
+    help="The registry it indexes (plain HTTP).",
+)
+@_state_dir_option()
+def service_start(port: int, registry_host: str, state_dir: Path) -> None:
+    """Start the ECR service on 127.0.0.1:PORT; it keeps running after this command.
+
+    Its settings (ecr.toml), SQLite database, notification secret, log and PID go under
+    STATE_DIR/service. Point a registry at it with `dev registry start --notify-service`.
+    """
+    root = _service_root(state_dir)
+    if (root / "service.json").exists():
+        recorded = LocalService.attach(root)
+        if recorded.is_running():
+            click.echo(f"service already running on {recorded.url} (pid {recorded.pid})")
+            return
+        recorded.stop()
+    svc = LocalService(root, registry=registry_host, port=port).start(detach=True)
+    click.echo(f"ECR service running on {svc.url} (pid {svc.pid})")
+    click.echo(f"  API docs: {svc.url}/docs")
+    click.echo(f"  log:      {svc.log_path}")
+    click.echo(f"  stop:     ecr-oci dev service stop --state-dir {state_dir}   (or: make stop)")
+
+
+@service.command("stop")
+@_state_dir_option()
+def service_stop(state_dir: Path) -> None:
+    """Stop the service `dev service start` recorded under STATE_DIR (by its PID only)."""
+    root = _service_root(state_dir)
+    if not (root / "service.json").exists():
+        click.echo(f"no service recorded in {state_dir}")
+        return
+    recorded = LocalService.attach(root)
+    pid, running = recorded.pid, recorded.is_running()
+    recorded.stop()
+    click.echo(
+        f"service on {recorded.url} (pid {pid}) stopped"
+        if running
+        else f"service from {state_dir} was not running (stale state removed)"
+    )
 
 
 @dev.command("base-image")

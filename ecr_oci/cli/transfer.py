@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from ecr_oci.bundle.inspect import ReferrerNode, inspect_reference
 from ecr_oci.bundle.layer_cache import LayerCache
-from ecr_oci.bundle.pull import pull_bundle
 from ecr_oci.bundle.push import push_bundle
 from ecr_oci.cli.main import cli
 from ecr_oci.cli.options import (
@@ -20,10 +19,11 @@ from ecr_oci.cli.options import (
     source_date_epoch,
 )
 from ecr_oci.cli.progress import BarProgress
-from ecr_oci.cli.signing import load_signing_key
 from ecr_oci.mediatypes import ROLES
 from ecr_oci.reference import Reference
-from ecr_oci.signing.provenance import ci_context_from_env
+
+if TYPE_CHECKING:
+    from ecr_oci.bundle.inspect import ReferrerNode
 
 
 def _size(n: int) -> str:
@@ -66,12 +66,17 @@ def push(
     """
     options = RegistryOptions(insecure=insecure, authfile=authfile)
     cache = None if no_cache else LayerCache(default_cache_path())
-    signer = load_signing_key(sign_key) if sign_key else None
+    signer, ci = None, None
+    if sign_key:  # the signing stack loads only when used (start-up time counts in a no-op push)
+        from ecr_oci.cli.signing import load_signing_key
+        from ecr_oci.signing.provenance import ci_context_from_env
+
+        signer, ci = load_signing_key(sign_key), ci_context_from_env(os.environ)
     with options.connector() as connect:
         result = push_bundle(
             directory, registry=registry, connect=connect, force=force,
             epoch=source_date_epoch(), cache=cache, progress=BarProgress(enabled=not as_json),
-            signer=signer, ci=ci_context_from_env(os.environ),
+            signer=signer, ci=ci,
         )
     if as_json:
         echo_json(result.to_json_obj())
@@ -110,6 +115,8 @@ def pull(
     Example:
       ecr-oci pull 127.0.0.1:5000/waggle/hello-sensor:0.1.0 -o hello-copy --insecure --only code
     """
+    from ecr_oci.bundle.pull import pull_bundle
+
     roles = {part.strip() for part in only.split(",") if part.strip()}
     unknown = roles - set(ROLES)
     if unknown:
@@ -138,6 +145,8 @@ def inspect(reference: str, as_json: bool, insecure: bool, authfile: Path | None
     Example:
       ecr-oci inspect 127.0.0.1:5000/waggle/hello-sensor:0.1.0 --insecure
     """
+    from ecr_oci.bundle.inspect import inspect_reference
+
     ref = Reference.parse(reference)
     with RegistryOptions(insecure=insecure, authfile=authfile).connector() as connect:
         found = inspect_reference(connect(ref.registry), ref)

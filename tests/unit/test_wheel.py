@@ -29,6 +29,21 @@ def test_wheel_ships_mediatypes_and_py_typed(tmp_path: Path) -> None:
 
     assert "ecr_oci/py.typed" in names
     assert "ecr_oci/__init__.py" in names
+
+    # The service's Alembic migrations (applied at start and by `ecr-oci db upgrade`) live in the
+    # package, including the non-Python template Alembic needs.
+    migrations = ROOT / "ecr_oci" / "server" / "db" / "migrations"
+    expected = {
+        str(p.relative_to(ROOT))
+        for p in migrations.rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts
+    }
+    assert {
+        "ecr_oci/server/db/migrations/env.py",
+        "ecr_oci/server/db/migrations/script.py.mako",
+        "ecr_oci/server/db/migrations/versions/0001_index_schema.py",
+    } <= expected
+    assert expected - names == set(), f"migrations not in the wheel: {sorted(expected - names)}"
     shipped = "ecr_oci/_shipped/mediatypes/"
     source = ROOT / "mediatypes"
     expected = {str(p.relative_to(source)) for p in source.rglob("*") if p.is_file()}

@@ -1,0 +1,261 @@
+"""``ecr-oci search`` and ``ecr-oci show``: ask the ECR service's search API (``/api/v1``).
+
+    $ ecr-oci search sensor --platform linux/arm64 --requirement pytorch
+    $ ecr-oci show waggle/hello-sensor:0.1.0 --json
+
+The service URL comes from ``--service`` or ``$ECR_SERVICE_URL`` (read here, at the CLI's edge,
+STYLE.md §8), default ``http://127.0.0.1:8000`` (``ecr-oci serve``'s default port). Answers are
+parsed with the API's own response models (:mod:`ecr_oci.server.schemas`, pydantic only), so a
+service that answers something else is an error here, not a confusing table.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+from urllib.parse import quote
+
+import click
+import httpx
+from pydantic import BaseModel, ValidationError
+
+from ecr_oci.cli.main import cli
+from ecr_oci.cli.options import echo_json
+from ecr_oci.errors import Error
+from ecr_oci.oci.redact import redact_url
+from ecr_oci.server.schemas import BundleDetail, SearchPage, VersionDetail, VersionSummary
+
+__all__ = ["SearchServiceError", "search", "show"]
+
+DEFAULT_SERVICE_URL = "http://127.0.0.1:8000"
+_TIMEOUT = 30.0
+_M = TypeVar("_M", bound=BaseModel)
+
+
+class SearchServiceError(Error):
+    """The ECR service could not be reached or refused the request (its error code in ``code``)."""
+
+    def __init__(self, message: str, *, code: str | None = None, exit_code: int = 1) -> None:
+        super().__init__(message)
+        self.code = code
+        self.exit_code = exit_code
+
+
+def _service_option(f: Any) -> Any:
+    return click.option(
+        "--service",
+        "service_url",
+        envvar="ECR_SERVICE_URL",
+        default=DEFAULT_SERVICE_URL,
+        show_default=True,
+        help="The ECR service's base URL (or $ECR_SERVICE_URL).",
+    )(f)
+
+
+def _get(service_url: str, path: str, params: dict[str, Any], model: type[_M]) -> _M:
+    """GET ``path`` and parse it as ``model``; every failure becomes one :class:`SearchServiceError`."""
+    url = service_url.rstrip("/") + path
+    try:
+        with httpx.Client(timeout=_TIMEOUT) as client:
+            response = client.get(url, params={k: v for k, v in params.items() if v is not None})
+    except httpx.HTTPError as err:
+        raise SearchServiceError(
+            f"cannot reach the ECR service at {redact_url(service_url)} ({type(err).__name__}); start it "
+            "with `ecr-oci serve` or point --service / $ECR_SERVICE_URL at it"
+        ) from None
+    if response.status_code >= 400:
+        code, message = _error_of(response)
+        raise SearchServiceError(
+            f"{message} [{code}]", code=code, exit_code=2 if response.status_code == 400 else 1
+        )
+    try:
+        return model.model_validate_json(response.content)
+    except ValidationError:
+        raise SearchServiceError(
+            f"{redact_url(url)} did not answer with the search API's JSON: is it an ECR service?"
+        ) from None
+
+
+def _error_of(response: httpx.Response) -> tuple[str, str]:
+    """The service's ``{"error": {"code", "message"}}``, or the HTTP status when it is not that."""
+    try:
+        error = response.json()["error"]
+        return str(error["code"]), str(error["message"])
+    except (ValueError, KeyError, TypeError):
+        return f"HTTP {response.status_code}", f"the ECR service answered HTTP {response.status_code}"
+
+
+def _size(n: int | None) -> str:
+    if n is None:
+        return "-"
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")
+
+
+def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+
+
+def _short(text: str | None, width: int) -> str:
+    text = " ".join((text or "").split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+@cli.command()
+@click.argument("text", required=False, default="")
+@click.option("--platform", help="Only versions for this platform, e.g. linux/arm64.")
+@click.option("--requirement", help="Only versions that require this package, e.g. pytorch.")
+@click.option("--namespace", help="Only this namespace.")
+@click.option("--keyword", help="Only versions with this keyword.")
+@click.option("--license", "license_", metavar="SPDX", help="Only this license, e.g. MIT.")
+@click.option("--signed-by", metavar="FPR", help="Only versions signed by this key (hex SHA-256 of it).")
+@click.option(
+    "--sort", type=click.Choice(["relevance", "name", "created"]), default="relevance", show_default=True
+)
+@click.option("--limit", type=click.IntRange(1, 100), default=20, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the API's JSON page.")
+@_service_option
+def search(
+    text: str,
+    platform: str | None,
+    requirement: str | None,
+    namespace: str | None,
+    keyword: str | None,
+    license_: str | None,
+    signed_by: str | None,
+    sort: str,
+    limit: int,
+    as_json: bool,
+    service_url: str,
+) -> None:
+    """Search bundle versions for TEXT (every word must occur in name, description, keywords or
+    authors) and filters.
+
+    \b
+    Example:
+      ecr-oci search sensor --platform linux/arm64 --requirement pytorch
+    """
+    page = _get(
+        service_url,
+        "/api/v1/search",
+        {
+            "q": text or None,
+            "platform": platform,
+            "requirement": requirement,
+            "namespace": namespace,
+            "keyword": keyword,
+            "license": license_,
+            "signed_by": signed_by,
+            "sort": sort,
+            "limit": limit,
+        },
+        SearchPage,
+    )
+    if as_json:
+        echo_json(page.model_dump(mode="json"))
+        return
+    if not page.items:
+        click.echo("no match", err=True)
+        return
+    _table(
+        ("BUNDLE", "PLATFORMS", "LICENSE", "DESCRIPTION"),
+        [
+            (
+                f"{i.repository}:{i.version}",
+                ",".join(i.platforms) or "-",
+                i.license or "-",
+                _short(i.description, 60),
+            )
+            for i in page.items
+        ],
+    )
+    if page.next_cursor:
+        click.echo(f"(more than {limit}: narrow the search or raise --limit)", err=True)
+
+
+def _split(ref: str) -> tuple[str, str, str | None]:
+    path, _, version = ref.partition(":")
+    namespace, _, name = path.partition("/")
+    if not namespace or not name or "/" in name or (version == "" and ref.endswith(":")):
+        raise SearchServiceError(
+            f"{ref!r} is not NS/NAME[:VERSION], e.g. waggle/hello-sensor:0.1.0", exit_code=2
+        )
+    return namespace, name, version or None
+
+
+@cli.command()
+@click.argument("ref", metavar="NS/NAME[:VERSION]")
+@click.option("--json", "as_json", is_flag=True, help="Print the API's JSON.")
+@_service_option
+def show(ref: str, as_json: bool, service_url: str) -> None:
+    """Show a bundle (its versions) or one version (platforms, layers, referrers, signatures).
+
+    \b
+    Example:
+      ecr-oci show waggle/hello-sensor
+      ecr-oci show waggle/hello-sensor:0.1.0 --json
+    """
+    namespace, name, version = _split(ref)
+    base = f"/api/v1/bundles/{quote(namespace, safe='')}/{quote(name, safe='')}"
+    if version is None:
+        detail = _get(service_url, base, {}, BundleDetail)
+        if as_json:
+            echo_json(detail.model_dump(mode="json"))
+            return
+        if detail.latest is not None:
+            _describe(detail.latest)
+        click.echo()
+        _table(
+            ("VERSION", "CREATED", "SIZE", "PLATFORMS", "IMAGE DIGEST"),
+            [
+                (
+                    v.version,
+                    v.created or "-",
+                    _size(v.total_size),
+                    ",".join(p.text for p in v.platforms) or "-",
+                    v.image_digest,
+                )
+                for v in detail.versions
+            ],
+        )
+        return
+    one = _get(service_url, f"{base}/versions/{quote(version, safe='')}", {}, VersionDetail)
+    if as_json:
+        echo_json(one.model_dump(mode="json"))
+        return
+    _describe(one.summary)
+    if one.source_url or one.source_commit:
+        click.echo(f"source:       {one.source_url or '-'} {one.source_commit or ''}".rstrip())
+    click.echo(f"image:        {one.summary.image_digest} ({one.image_media_type})")
+    click.echo(f"bundle:       {one.summary.bundle_digest or '-'}")
+    click.echo("\nplatforms:")
+    _table(("PLATFORM", "DIGEST"), [(p.text, p.digest) for p in one.platforms])
+    click.echo("\nlayers:")
+    _table(("ROLE", "SIZE", "DIGEST"), [(la.role, _size(la.size), la.digest) for la in one.layers])
+    click.echo("\nreferrers:")
+    _table(
+        ("KIND", "ARTIFACT TYPE", "DIGEST"),
+        [(r.kind, r.artifact_type or "-", r.digest) for r in one.referrers],
+    )
+    if one.signatures:
+        click.echo("\nsignatures (claimed keys; check with `ecr-oci verify`):")
+        _table(
+            ("KIND", "KEY", "SUBJECT"),
+            [(s.kind, s.key_fingerprint or "-", s.subject_digest) for s in one.signatures],
+        )
+
+
+def _describe(item: VersionSummary) -> None:
+    click.echo(f"{item.repository}:{item.version}")
+    click.echo(f"description:  {_short(item.description, 100) or '-'}")
+    click.echo(f"license:      {item.license or '-'}")
+    click.echo(f"keywords:     {', '.join(item.keywords) or '-'}")
+    click.echo(f"authors:      {', '.join(a.name for a in item.authors) or '-'}")
+    click.echo(f"requirements: {', '.join(item.requirements) or '-'}")
+    click.echo(f"platforms:    {', '.join(item.platforms) or '-'}")
+    click.echo(f"created:      {item.created or '-'}   size: {_size(item.total_size)}")

@@ -1,0 +1,252 @@
+"""The ECR service (``ecr-oci serve``) as a local process, for ``make run`` and the tests.
+
+    >>> from pathlib import Path
+    >>> from ecr_oci.devenv.service import LocalService
+    >>> svc = LocalService(Path(".run/service"), registry="127.0.0.1:5000")   # doctest: +SKIP
+    >>> svc.start(detach=True).url                                           # doctest: +SKIP
+    'http://127.0.0.1:8000'
+
+Everything lives under ``root``: ``ecr.toml`` (written here), ``notification.secret`` (made once,
+then reused, so a registry configured with it keeps working across restarts), ``ecr.db``,
+``service.log`` and ``service.json`` (PID and port, for :meth:`LocalService.attach` and stop).
+The process is ``python -m ecr_oci serve --config ROOT/ecr.toml``; it is stopped only by its
+recorded PID, and only while that PID still runs that command line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Self
+
+import httpx
+
+from ecr_oci.devenv._process import DevEnvError, Service, pid_alive, pid_cmdline, tail, terminate_pid
+
+__all__ = ["LocalService"]
+
+CONFIG_NAME = "ecr.toml"
+SECRET_NAME = "notification.secret"  # noqa: S105 - a file name, not a secret
+STATE_NAME = "service.json"
+LOG_NAME = "service.log"
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    return json.dumps(str(value))  # a JSON string is a valid TOML basic string
+
+
+class LocalService(Service):
+    """``ecr-oci serve`` on ``127.0.0.1:PORT`` against ``registry`` (plain HTTP).
+
+    ``database_url`` defaults to SQLite in ``root``; ``settings`` adds any other setting
+    (``reconcile_interval`` …) to the TOML file.
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        *,
+        registry: str,
+        port: int | None = None,
+        database_url: str | None = None,
+        settings: dict[str, Any] | None = None,
+        startup_timeout: float = 30.0,
+    ) -> None:
+        from ecr_oci.devenv.registry import free_port
+
+        self.root = Path(root).absolute()
+        self.registry = registry
+        self.port = port if port is not None else free_port()
+        self.database_url = database_url or f"sqlite:///{self.root / 'ecr.db'}"
+        self.settings = dict(settings or {})
+        self.startup_timeout = startup_timeout
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._pid: int | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def events_url(self) -> str:
+        """Where the registry's notifications go."""
+        return f"{self.url}/events"
+
+    @property
+    def config_path(self) -> Path:
+        return self.root / CONFIG_NAME
+
+    @property
+    def log_path(self) -> Path:
+        return self.root / LOG_NAME
+
+    @property
+    def state_path(self) -> Path:
+        return self.root / STATE_NAME
+
+    @property
+    def pid(self) -> int | None:
+        return self._pid
+
+    @property
+    def secret(self) -> str:
+        """The notification secret, generated on first use and kept in ``root`` (mode 0600)."""
+        path = self.root / SECRET_NAME
+        if path.exists():
+            return path.read_text().strip()
+        self.root.mkdir(parents=True, exist_ok=True)
+        value = secrets.token_urlsafe(32)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(value + "\n")
+        return value
+
+    def notification_endpoint(self, **extra: Any) -> dict[str, Any]:
+        """The ``notifications.endpoints[]`` entry that points a registry at this service."""
+        return {
+            "name": "ecr-service",
+            "url": self.events_url,
+            "headers": {"Authorization": [f"Bearer {self.secret}"]},
+            "timeout": "2s",
+            "threshold": 3,
+            "backoff": "1s",
+            **extra,
+        }
+
+    def write_config(self) -> Path:
+        values: dict[str, Any] = {
+            "database_url": self.database_url,
+            "registry": self.registry,
+            "registry_insecure": True,
+            "notification_secret": self.secret,
+            "host": "127.0.0.1",
+            "port": self.port,
+            **self.settings,
+        }
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.config_path.write_text("".join(f"{k} = {_toml_value(v)}\n" for k, v in values.items()))
+        self.config_path.chmod(0o600)  # it holds the secret
+        return self.config_path
+
+    def _argv(self) -> list[str]:
+        return [
+            sys.executable,
+            "-m",
+            "ecr_oci",
+            "serve",
+            "--config",
+            str(self.config_path),
+            "--log-level",
+            "info",
+        ]
+
+    def start(self, *, detach: bool = False) -> Self:
+        """Start the service and wait until it answers; ``detach`` outlives this process."""
+        if self.is_running():
+            return self
+        self.write_config()
+        # the child must not take ECR_* from our environment: the config file is the whole truth
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ECR_")}
+        with self.log_path.open("ab") as log:
+            self._proc = subprocess.Popen(
+                self._argv(),
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                start_new_session=detach,
+            )
+        self._pid = self._proc.pid
+        if detach:
+            self._proc = None  # not waited on: it outlives us (reaped by init when we exit)
+        self._write_state()
+        try:
+            self.wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def wait_ready(self) -> None:
+        deadline = time.monotonic() + self.startup_timeout
+        with httpx.Client(trust_env=False, timeout=2.0) as client:
+            while True:
+                if not self.is_running():
+                    raise DevEnvError(
+                        f"the ECR service exited during startup; log {self.log_path}:\n{tail(self.log_path)}"
+                    )
+                with contextlib.suppress(httpx.TransportError):
+                    if client.get(f"{self.url}/openapi.json").status_code == 200:
+                        return
+                if time.monotonic() >= deadline:
+                    raise DevEnvError(
+                        f"the ECR service did not answer within {self.startup_timeout} s; "
+                        f"log {self.log_path}:\n{tail(self.log_path)}"
+                    )
+                time.sleep(0.05)
+
+    def is_running(self) -> bool:
+        if self._proc is not None:
+            return self._proc.poll() is None
+        return (
+            self._pid is not None
+            and pid_alive(self._pid)
+            and pid_cmdline(self._pid)[-4:-2] == ["--config", str(self.config_path)]
+        )
+
+    def stop(self) -> None:
+        """SIGTERM (graceful: uvicorn finishes requests), SIGKILL after 10 s."""
+        if self._pid is not None and self.is_running():
+            terminate_pid(self._pid, timeout=10.0, proc=self._proc)
+        self._forget()
+
+    def kill(self) -> None:
+        """SIGKILL at once (fault tests: a service that dies mid-burst)."""
+        if self._pid is not None and self.is_running():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self._pid, signal.SIGKILL)
+        self._forget()
+
+    def _forget(self) -> None:
+        if self._proc is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._proc.wait(timeout=10.0)
+        self._proc = None
+        self._pid = None
+        self.state_path.unlink(missing_ok=True)
+
+    def _write_state(self) -> None:
+        state = {
+            "pid": self._pid,
+            "port": self.port,
+            "url": self.url,
+            "registry": self.registry,
+            "config": str(self.config_path),
+            "log": str(self.log_path),
+        }
+        self.state_path.write_text(json.dumps(state, indent=2) + "\n")
+
+    @classmethod
+    def attach(cls, root: Path) -> LocalService:
+        """The service recorded under ``root`` by a detached :meth:`start`."""
+        root = Path(root).absolute()
+        try:
+            state = json.loads((root / STATE_NAME).read_text())
+        except FileNotFoundError:
+            raise DevEnvError(f"no service state in {root} (was it started there?)") from None
+        except ValueError as err:
+            raise DevEnvError(f"unreadable service state {root / STATE_NAME}: {err}") from err
+        service = cls(root, registry=str(state["registry"]), port=int(state["port"]))
+        service._pid = int(state["pid"])
+        return service

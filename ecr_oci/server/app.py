@@ -1,0 +1,142 @@
+"""``create_app(settings)``: the ECR service as one FastAPI app.
+
+    >>> from ecr_oci.server.settings import Settings
+    >>> app = create_app(Settings(database_url="sqlite://", reconcile_interval=0))
+    >>> sorted(r.path for r in app.routes if r.path.startswith("/events"))
+    ['/events']
+
+What it wires (routes → services → storage, STYLE.md §9):
+
+- ``app.state.settings``; ``app.state.engine``; ``app.state.sessions`` (read sessions) and
+  ``app.state.write_sessions`` (``BEGIN IMMEDIATE`` on SQLite, see ``db.engine``);
+  ``app.state.registry_client()`` → a new :class:`RegistryClient` for the configured registry
+  (the caller closes it); ``app.state.reconciler`` (one reconcile at a time in this process).
+- the routers of ``ecr_oci.server.routes``: ``notifications`` (``POST /events``), ``api``
+  (``/api/v1``) and ``referrers`` (``/v2/<name>/referrers/<digest>``);
+- the JSON error handlers of ``routes.errors``;
+- a lifespan that applies the migrations (``migrate_on_start``) and runs reconcile once at start
+  (``reconcile_on_start``) and then every ``reconcile_interval`` seconds (0: never), in a worker
+  thread so that requests are served meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from fastapi import FastAPI
+
+from ecr_oci.oci.registry import RegistryClient
+from ecr_oci.server.db.engine import make_engine, session_factory
+from ecr_oci.server.db.migrate import upgrade
+from ecr_oci.server.routes import notifications
+from ecr_oci.server.routes.errors import install_error_handlers
+from ecr_oci.server.services.activity import SERVICE_USER_AGENT
+from ecr_oci.server.services.reconcile import Reconciler
+from ecr_oci.server.settings import Settings
+
+__all__ = ["create_app", "service_client"]
+
+log = logging.getLogger("ecr_oci.server")
+
+RegistryClientFactory = Callable[[], RegistryClient]
+
+
+def create_app(settings: Settings, *, registry_client: RegistryClientFactory | None = None) -> FastAPI:
+    """The service for ``settings``; ``registry_client`` replaces how registry clients are made
+    (tests: a client with other timeouts or credentials)."""
+    engine = make_engine(settings.database_url)
+
+    def default_client() -> RegistryClient:
+        # short timeouts and few retries: a notification handler must answer the registry quickly
+        return RegistryClient(
+            settings.registry,
+            insecure=settings.registry_insecure,
+            timeout=10.0,
+            retries=1,
+            backoff=0.2,
+        )
+
+    client_factory = registry_client or default_client
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if settings.migrate_on_start:
+            await asyncio.to_thread(upgrade, engine)
+        app.state.reconciler.resume()
+        task = asyncio.create_task(_periodic_reconcile(app.state.reconciler, settings))
+        try:
+            yield
+        finally:
+            app.state.reconciler.stop()
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            engine.dispose()
+
+    app = FastAPI(
+        title="ECR service",
+        version="1",
+        summary="Index and search of the Edge Code Repository's OCI registry",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.sessions = session_factory(engine)
+    app.state.write_sessions = session_factory(engine, write=True)
+    app.state.registry_client = client_factory
+    app.state.reconciler = Reconciler(app.state.write_sessions, client_factory)
+    install_error_handlers(app)
+    for router in _routers():
+        app.include_router(router)
+    return app
+
+
+def service_client(settings: Settings) -> RegistryClient:
+    """A registry client for the service: short timeouts and few retries (a notification handler
+    must answer the registry quickly), and its own User-Agent, so that the registry's pull events
+    for the service's own reads are not counted as anyone's pulls (``services.activity``)."""
+    client = RegistryClient(
+        settings.registry, insecure=settings.registry_insecure, timeout=10.0, retries=1, backoff=0.2
+    )
+    # RegistryClient has no User-Agent argument; its httpx client's default headers are the place
+    client._http.headers["User-Agent"] = SERVICE_USER_AGENT
+    return client
+
+
+def _routers() -> list[Any]:
+    routers: list[Any] = [notifications.router]
+    # ---- S2's routers (search API, OCI referrers view) --------------------------------------
+    # Imported here once they exist; the try keeps the app working while they are being written.
+    # TODO(issue 4, S2): replace with plain imports when ecr_oci/server/routes/{api,referrers}.py land.
+    for name in ("api", "referrers"):
+        try:
+            module = __import__(f"ecr_oci.server.routes.{name}", fromlist=["router"])
+        except ModuleNotFoundError as err:
+            if err.name != f"ecr_oci.server.routes.{name}":
+                raise
+            continue
+        routers.append(module.router)
+    return routers
+
+
+async def _periodic_reconcile(reconciler: Reconciler, settings: Settings) -> None:
+    """Reconcile at start (optional) and every ``reconcile_interval`` s; failures are logged."""
+    first = settings.reconcile_on_start
+    while True:
+        if first or settings.reconcile_interval > 0:
+            if not first:
+                await asyncio.sleep(settings.reconcile_interval)
+            first = False
+            try:
+                report = await asyncio.to_thread(reconciler.run)
+                log.info("reconcile: %s", report.summary())
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("reconcile failed; the next pass retries")
+        else:
+            return

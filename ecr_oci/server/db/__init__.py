@@ -1,0 +1,1 @@
+"""Storage: the SQLAlchemy engine, the typed models of the index, and the Alembic migrations."""

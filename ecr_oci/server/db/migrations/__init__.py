@@ -1,0 +1,1 @@
+"""Alembic migrations of the index schema (shipped in the wheel; applied by ``ecr_oci.server.db.migrate``)."""

@@ -1,0 +1,1 @@
+"""HTTP in/out only: each module holds one ``router`` that ``create_app`` mounts."""

@@ -1,0 +1,79 @@
+"""``POST /events``: the registry's notifications (REFERENCE.md "Notifications").
+
+    $ curl -X POST http://127.0.0.1:8000/events -H 'Authorization: Bearer <secret>' \\
+        -H 'Content-Type: application/vnd.docker.distribution.events.v1+json' -d '{"events": []}'
+    {"received":0,"recorded":0,"indexed":0,"deferred":0}
+
+The registry sends the shared secret through ``notifications.endpoints[].headers``
+(``Authorization: [Bearer <secret>]``); a missing or wrong one is a 401 (compared in constant
+time). A body that is not the events envelope is a 400. Manifest pushes and deletes are indexed
+inline (the registry delivers one event per POST, so this stays short); when the registry cannot
+be read the event is logged and left for the next reconcile, and the answer is still 200: a 5xx
+would make the registry retry the same unreadable event in a loop and hold up the events queued
+behind it.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+
+from fastapi import APIRouter, Request
+from pydantic import BaseModel, ValidationError
+from starlette.concurrency import run_in_threadpool
+
+from ecr_oci.server.routes.errors import ErrorBody
+from ecr_oci.server.services.activity import NotificationEnvelope, normalise_timestamps
+from ecr_oci.server.services.errors import InvalidInputError, UnauthorizedError
+from ecr_oci.server.services.notifications import handle_events
+
+__all__ = ["router"]
+
+log = logging.getLogger("ecr_oci.server.notifications")
+router = APIRouter(tags=["notifications"])
+
+#: Largest body accepted; distribution sends one event (~1 KiB, more with includereferences).
+MAX_BODY = 1 << 20
+
+
+class EventsAccepted(BaseModel):
+    received: int
+    recorded: int
+    indexed: int
+    deferred: int
+
+
+def _check_secret(request: Request) -> None:
+    secret = request.app.state.settings.notification_secret
+    header = request.headers.get("authorization", "")
+    scheme, _, given = header.partition(" ")
+    if (
+        secret is None
+        or scheme.lower() != "bearer"
+        or not hmac.compare_digest(given.strip().encode(), secret.get_secret_value().encode())
+    ):
+        raise UnauthorizedError("missing or wrong notification secret")
+
+
+@router.post(
+    "/events",
+    response_model=EventsAccepted,
+    responses={400: {"model": ErrorBody}, 401: {"model": ErrorBody}, 413: {"model": ErrorBody}},
+    summary="Receive registry notifications (shared secret as a bearer token)",
+)
+async def receive_events(request: Request) -> EventsAccepted:
+    _check_secret(request)
+    body = await request.body()
+    if len(body) > MAX_BODY:
+        raise InvalidInputError(f"notification body over {MAX_BODY} bytes", code="TOO_LARGE")
+    try:
+        envelope = NotificationEnvelope.model_validate(normalise_timestamps(json.loads(body)))
+    except (ValueError, ValidationError) as err:
+        detail = err.errors()[0]["msg"] if isinstance(err, ValidationError) else "not JSON"
+        raise InvalidInputError(f"malformed notification: {detail}", code="MALFORMED_NOTIFICATION") from None
+    app = request.app
+    result = await run_in_threadpool(
+        handle_events, envelope.events, app.state.write_sessions, app.state.registry_client
+    )
+    return EventsAccepted(received=len(envelope.events), **result)

@@ -1,0 +1,1 @@
+"""The service's logic (no HTTP): indexing, reconcile, activity, search, visibility."""

@@ -1,0 +1,748 @@
+"""The indexer: fetch a manifest from the registry, classify it, and upsert what it says.
+
+    >>> classify("application/vnd.oci.image.manifest.v1+json",
+    ...          {"artifactType": "application/vnd.waggle.ecr.bundle.v1",
+    ...           "config": {"mediaType": "application/vnd.waggle.ecr.bundle.config.v1+json"}},
+    ...          tag=None).kind
+    'bundle'
+
+Two phases, so that no database transaction waits on the network: :meth:`Indexer.fetch` reads
+the registry (manifest, and the small blobs a manifest's meaning depends on: an image's config, a
+bundle's config, a sigstore bundle) into a :class:`FetchedManifest`; :meth:`Indexer.store` writes
+it. Each manifest row keeps in ``details`` what building a version needs, so a version is derived
+from rows alone (:func:`sync_versions`) whichever of image, tag and bundle arrived first.
+
+Every write is an upsert keyed by (repository, digest) or (repository, tag): the same event twice,
+or events out of order, converge to the same rows. A push event re-reads the tag's current target
+(HEAD) instead of trusting the event, so a late event for a tag that moved since indexes the
+present, not the past.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import logging
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from pydantic import ValidationError
+from sqlalchemy import delete, select, text
+from sqlalchemy.orm import Session, sessionmaker
+
+from ecr_oci.bundle.config import ROLE_ANNOTATION, BundleConfig
+from ecr_oci.bundle.spec import _SEMVER_RE  # the one semver rule ecr.yaml versions follow
+from ecr_oci.digest import Digest
+from ecr_oci.errors import InvalidReferenceError, NotFound, RegistryError
+from ecr_oci.mediatypes import MediaType
+from ecr_oci.oci.models import RawManifest
+from ecr_oci.oci.registry import RegistryClient
+from ecr_oci.server.db.models import (
+    Layer,
+    ManifestRow,
+    Platform,
+    Repository,
+    Signature,
+    Tag,
+    Version,
+    VersionKeyword,
+    VersionRequirement,
+    utcnow,
+)
+from ecr_oci.signing.store import SIMPLESIGNING_MEDIA_TYPE
+
+__all__ = [
+    "KINDS",
+    "Classified",
+    "FetchedManifest",
+    "Indexer",
+    "SignatureClaim",
+    "classify",
+    "is_version_tag",
+    "lock_repository",
+    "requirement_name",
+    "sync_versions",
+]
+
+log = logging.getLogger("ecr_oci.server.index")
+
+KINDS = (
+    "image",
+    "index",
+    "bundle",
+    "signature",
+    "attestation",
+    "sigstore-bundle",
+    "profile",
+    "fallback-index",
+    "other",
+)
+SIGSTORE_BUNDLE_MEDIA_TYPE = "application/vnd.dev.sigstore.bundle.v0.3+json"
+CERTIFICATE_ANNOTATION = "dev.sigstore.cosign/certificate"
+PREDICATE_TYPE_ANNOTATION = "predicateType"
+BUNDLE_PREDICATE_ANNOTATION = "dev.sigstore.bundle.predicateType"
+#: Kinds whose only anchor is a tag (``.sig``, ``.att``, ``sha256-<hex>``): forgotten when it moves.
+TAG_ANCHORED = frozenset({"signature", "attestation", "fallback-index"})
+IMAGE_KINDS = frozenset({"image", "index"})
+_IMAGE_CONFIGS = frozenset({MediaType.OCI_CONFIG, MediaType.DOCKER_CONFIG})
+_TAG_SUBJECT = re.compile(r"^(sha256)-([0-9a-f]{64})(?:\.(sig|att|[0-9a-f]{32}))?$")
+_REQUIREMENT_NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
+#: Small blobs read to classify (image config, bundle config, sigstore bundle): bigger is hostile.
+MAX_METADATA_BLOB = 1 << 20
+
+
+def is_version_tag(tag: str) -> bool:
+    """Whether ``tag`` names a version (semver, as ``ecr-oci push`` tags them).
+
+    >>> is_version_tag("0.1.0"), is_version_tag("latest"), is_version_tag("sha256-ab.sig")
+    (True, False, False)
+    """
+    return bool(_SEMVER_RE.match(tag))
+
+
+def requirement_name(requirement: str) -> str:
+    """The package name of a runtime requirement, lower case: ``pytorch>=2.0`` → ``pytorch``.
+
+    >>> requirement_name("PyTorch >= 2.0"), requirement_name("busybox>=1.36")
+    ('pytorch', 'busybox')
+    """
+    found = _REQUIREMENT_NAME.match(requirement)
+    return (found.group(1) if found else requirement.strip()).lower()
+
+
+def tag_subject(tag: str | None) -> tuple[str, str] | None:
+    """``(subject digest, suffix)`` for the tag-schema tags: ``sha256-<hex>[.sig|.att|.<32 hex>]``.
+
+    >>> tag_subject("sha256-" + "a" * 64 + ".sig") == ("sha256:" + "a" * 64, "sig")
+    True
+    >>> tag_subject("0.1.0") is None
+    True
+    """
+    if tag is None:
+        return None
+    found = _TAG_SUBJECT.match(tag)
+    if not found:
+        return None
+    return f"{found.group(1)}:{found.group(2)}", found.group(3) or ""
+
+
+@dataclass(frozen=True)
+class Classified:
+    """What a manifest is, from its JSON (and its tag for the cosign tag scheme)."""
+
+    kind: str
+    artifact_type: str | None
+    subject_digest: str | None
+    config_digest: str | None
+    annotations: dict[str, str]
+
+
+def classify(media_type: str, document: dict[str, Any], tag: str | None) -> Classified:
+    """Classify a manifest: pure, from its media type, its JSON and the tag it was pushed under.
+
+    Order matters: ``artifactType`` (or the config media type, OCI 1.1's fallback) names ours and
+    sigstore's artifacts; the ``.sig``/``.att`` tag or the layers' media types name cosign's; an
+    index tagged ``sha256-<hex>`` is the referrers fallback index; an image config makes an image.
+    """
+    config = document.get("config") if isinstance(document.get("config"), dict) else {}
+    assert isinstance(config, dict)
+    config_type = str(config.get("mediaType") or "")
+    artifact = document.get("artifactType")
+    artifact_type = str(artifact) if isinstance(artifact, str) else None
+    effective = artifact_type or config_type
+    subject = document.get("subject")
+    subject_digest = str(subject["digest"]) if isinstance(subject, dict) and "digest" in subject else None
+    raw_annotations = document.get("annotations")
+    annotations = (
+        {str(k): str(v) for k, v in raw_annotations.items()} if isinstance(raw_annotations, dict) else {}
+    )
+    config_digest = str(config["digest"]) if "digest" in config else None
+    layers = document.get("layers") if isinstance(document.get("layers"), list) else []
+    assert isinstance(layers, list)
+    layer_types = {str(layer.get("mediaType")) for layer in layers if isinstance(layer, dict)}
+    from_tag = tag_subject(tag)
+    is_index = media_type in (MediaType.OCI_INDEX, MediaType.DOCKER_MANIFEST_LIST) or (
+        "manifests" in document and "layers" not in document
+    )
+
+    def made(kind: str, subject_value: str | None = subject_digest) -> Classified:
+        return Classified(kind, artifact_type, subject_value, config_digest, annotations)
+
+    if effective == MediaType.BUNDLE or config_type == MediaType.BUNDLE_CONFIG:
+        return made("bundle")
+    if effective == MediaType.PROFILE:
+        return made("profile")
+    if effective == SIGSTORE_BUNDLE_MEDIA_TYPE:
+        return made("sigstore-bundle")
+    if from_tag is not None and from_tag[1] in ("sig", "att") and not is_index:
+        return made("signature" if from_tag[1] == "sig" else "attestation", subject_digest or from_tag[0])
+    if not is_index and layer_types and layer_types <= {SIMPLESIGNING_MEDIA_TYPE}:
+        return made("signature")
+    if not is_index and layer_types and layer_types <= {MediaType.DSSE_ENVELOPE}:
+        return made("attestation")
+    if is_index:
+        if from_tag is not None and from_tag[1] == "":
+            return made("fallback-index", None)
+        return made("index")
+    if config_type in _IMAGE_CONFIGS:
+        return made("image")
+    return made("other")
+
+
+@dataclass(frozen=True)
+class SignatureClaim:
+    """One signature/attestation layer: which blob, what kind, which predicate, which key."""
+
+    layer_digest: str
+    kind: str
+    predicate_type: str = ""
+    key_fingerprint: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "layer_digest": self.layer_digest,
+            "kind": self.kind,
+            "predicate_type": self.predicate_type,
+            "key_fingerprint": self.key_fingerprint,
+        }
+
+
+@dataclass(frozen=True)
+class FetchedManifest:
+    """A manifest as fetched, classified, with the details its rows need."""
+
+    repository: str
+    digest: str
+    media_type: str
+    size: int
+    classified: Classified
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+class Indexer:
+    """Index manifests and tags of one registry into the database.
+
+    ``client`` is the registry; ``sessions`` makes *write* sessions (``session_factory(engine,
+    write=True)``). Methods raise :class:`~ecr_oci.errors.RegistryError` when the registry fails
+    (callers decide: the notification handler logs and leaves it for reconcile).
+    """
+
+    def __init__(self, client: RegistryClient, sessions: sessionmaker[Session]) -> None:
+        self.client = client
+        self.sessions = sessions
+
+    # -- registry side --------------------------------------------------------------------------
+
+    def fetch(self, repository: str, digest: Digest, *, tag: str | None = None) -> FetchedManifest | None:
+        """The manifest ``repository@digest`` classified, or ``None`` when the registry lacks it."""
+        try:
+            raw = self.client.get_manifest(repository, digest)
+            document = raw.json()
+        except NotFound:
+            return None
+        except ValueError:
+            document = {}
+            raw = RawManifest("", digest, b"")
+        classified = classify(raw.media_type, document, tag)
+        details: dict[str, Any] = {}
+        try:
+            details = self._details(repository, raw, document, classified)
+        except NotFound:
+            return None
+        except (RegistryError, ValueError, ValidationError) as err:
+            if isinstance(err, RegistryError) and err.status is None:
+                raise  # the registry is unreachable: not this manifest's fault
+            # a malformed blob is the content's problem: index the manifest without details
+            log.warning("%s@%s: details unreadable (%s); indexed without them", repository, digest, err)
+        return FetchedManifest(repository, str(digest), raw.media_type, len(raw.data), classified, details)
+
+    def _details(
+        self, repository: str, raw: RawManifest, document: dict[str, Any], classified: Classified
+    ) -> dict[str, Any]:
+        kind = classified.kind
+        if kind == "image":
+            return self._image_details(repository, document)
+        if kind == "index":
+            platforms = []
+            for entry in document.get("manifests") or []:
+                platform = entry.get("platform") or {}
+                if platform.get("os") in (None, "unknown"):
+                    continue  # buildkit's attestation manifests, not a runnable platform
+                platforms.append(
+                    {
+                        "os": platform.get("os"),
+                        "architecture": platform.get("architecture"),
+                        "variant": platform.get("variant"),
+                        "digest": entry.get("digest"),
+                    }
+                )
+            base_layers: list[dict[str, Any]] = []
+            if platforms:
+                child = self.client.get_manifest(repository, Digest.parse(str(platforms[0]["digest"])))
+                base_layers = _image_layers(child.json())
+            return {"platforms": platforms, "base_layers": base_layers}
+        if kind == "bundle" and classified.config_digest:
+            data = self.client.get_blob(
+                repository, Digest.parse(classified.config_digest), max_size=MAX_METADATA_BLOB
+            )
+            config = BundleConfig.model_validate_json(data)  # only valid configs feed versions
+            return {"config": config.model_dump(mode="json", by_alias=True, exclude_none=True)}
+        if kind in ("signature", "attestation"):
+            claims = []
+            for layer in document.get("layers") or []:
+                annotations = layer.get("annotations") or {}
+                claims.append(
+                    SignatureClaim(
+                        layer_digest=str(layer.get("digest")),
+                        kind="cosign" if kind == "signature" else "attestation",
+                        predicate_type=str(annotations.get(PREDICATE_TYPE_ANNOTATION) or ""),
+                        key_fingerprint=_certificate_fingerprint(annotations.get(CERTIFICATE_ANNOTATION)),
+                    ).to_json()
+                )
+            return {"signatures": claims}
+        if kind == "sigstore-bundle":
+            claims = []
+            for layer in (document.get("layers") or [])[:4]:
+                if int(layer.get("size") or 0) > MAX_METADATA_BLOB:
+                    continue
+                data = self.client.get_blob(
+                    repository, Digest.parse(str(layer["digest"])), max_size=MAX_METADATA_BLOB
+                )
+                claims.append(
+                    SignatureClaim(
+                        layer_digest=str(layer["digest"]),
+                        kind="sigstore-bundle",
+                        predicate_type=classified.annotations.get(BUNDLE_PREDICATE_ANNOTATION, ""),
+                        key_fingerprint=_bundle_key_fingerprint(data),
+                    ).to_json()
+                )
+            return {"signatures": claims}
+        return {}
+
+    def _image_details(self, repository: str, document: dict[str, Any]) -> dict[str, Any]:
+        config = document.get("config") or {}
+        platform: dict[str, Any] = {"os": None, "architecture": None, "variant": None, "digest": None}
+        if config.get("digest"):
+            data = self.client.get_blob(
+                repository, Digest.parse(str(config["digest"])), max_size=MAX_METADATA_BLOB
+            )
+            image_config = json.loads(data)
+            if isinstance(image_config, dict):
+                platform.update(
+                    os=image_config.get("os"),
+                    architecture=image_config.get("architecture"),
+                    variant=image_config.get("variant"),
+                )
+        return {"platforms": [platform], "base_layers": _image_layers(document)}
+
+    def current_digest(self, repository: str, tag: str) -> Digest | None:
+        """Where ``tag`` points now (HEAD), or ``None`` when it is gone."""
+        descriptor = self.client.head_manifest(repository, tag)
+        return descriptor.digest if descriptor is not None else None
+
+    # -- database side --------------------------------------------------------------------------
+
+    def store(self, session: Session, fetched: FetchedManifest, *, tag: str | None = None) -> ManifestRow:
+        """Upsert the manifest row (and ``tag`` → it), then its signatures and the versions it touches."""
+        lock_repository(session, fetched.repository)
+        repo = repository_row(session, fetched.repository)
+        row = session.scalar(
+            select(ManifestRow).where(
+                ManifestRow.repository_id == repo.id, ManifestRow.digest == fetched.digest
+            )
+        )
+        c = fetched.classified
+        if row is None:
+            row = ManifestRow(repository_id=repo.id, digest=fetched.digest)
+            session.add(row)
+        # a cosign manifest indexed by digest alone learns its subject from its tag later: keep it
+        subject = c.subject_digest or (row.subject_digest if row.kind == c.kind else None)
+        row.media_type = fetched.media_type
+        row.artifact_type = c.artifact_type
+        row.subject_digest = subject
+        row.size = fetched.size
+        row.config_digest = c.config_digest
+        row.annotations = c.annotations
+        row.kind = c.kind
+        row.details = fetched.details
+        row.indexed_at = utcnow()
+        session.flush()
+        sync_signatures(session, row)
+        affected = set(tags_pointing_at(session, repo.id, [row.digest]))
+        if c.kind == "bundle" and subject:
+            affected |= set(tags_pointing_at(session, repo.id, [subject]))
+        if tag is not None:
+            affected |= self.set_tag(session, repo, tag, fetched.digest, sync=False)
+        sync_versions(session, repo, affected)
+        return row
+
+    def set_tag(
+        self, session: Session, repo: Repository, tag: str, digest: str, *, sync: bool = True
+    ) -> set[str]:
+        """Point ``tag`` at ``digest`` (a tag move forgets what only the old tag anchored)."""
+        lock_repository(session, repo.name)
+        row = session.scalar(select(Tag).where(Tag.repository_id == repo.id, Tag.name == tag))
+        if row is not None and row.digest == digest:
+            affected = {tag}
+        else:
+            old = row.digest if row is not None else None
+            if row is None:
+                row = Tag(repository_id=repo.id, name=tag, digest=digest)
+                session.add(row)
+            row.digest = digest
+            row.updated_at = utcnow()
+            session.flush()
+            if old is not None:
+                _forget_if_tag_anchored(session, repo.id, old)
+            affected = {tag}
+        manifest = session.scalar(
+            select(ManifestRow).where(ManifestRow.repository_id == repo.id, ManifestRow.digest == digest)
+        )
+        found = tag_subject(tag)
+        if (
+            manifest is not None
+            and found is not None
+            and manifest.kind in ("signature", "attestation")
+            and manifest.subject_digest is None
+        ):
+            manifest.subject_digest = found[0]
+            session.flush()
+            sync_signatures(session, manifest)
+        if sync:
+            sync_versions(session, repo, affected)
+        return affected
+
+    def forget_tag(self, session: Session, repository: str, tag: str) -> None:
+        """The registry no longer has ``tag``."""
+        lock_repository(session, repository)
+        repo = find_repository(session, repository)
+        if repo is None:
+            return
+        row = session.scalar(select(Tag).where(Tag.repository_id == repo.id, Tag.name == tag))
+        if row is None:
+            return
+        old = row.digest
+        session.delete(row)
+        session.flush()
+        _forget_if_tag_anchored(session, repo.id, old)
+        sync_versions(session, repo, {tag})
+
+    def forget_manifest(self, session: Session, repository: str, digest: str) -> None:
+        """The registry deleted ``repository@digest``: its row, its tags (distribution deletes
+        every tag of a digest) and the versions built on them go."""
+        lock_repository(session, repository)
+        repo = find_repository(session, repository)
+        if repo is None:
+            return
+        tags = set(tags_pointing_at(session, repo.id, [digest]))
+        row = session.scalar(
+            select(ManifestRow).where(ManifestRow.repository_id == repo.id, ManifestRow.digest == digest)
+        )
+        subject = row.subject_digest if row is not None else None
+        session.execute(delete(Tag).where(Tag.repository_id == repo.id, Tag.digest == digest))
+        if row is not None:
+            session.delete(row)
+        session.flush()
+        if subject:  # a bundle gone: its version falls back to the next bundle or none
+            tags |= set(tags_pointing_at(session, repo.id, [subject]))
+        sync_versions(session, repo, tags)
+
+    # -- one-call entry points ------------------------------------------------------------------
+
+    def index_reference(
+        self, repository: str, *, tag: str | None = None, digest: Digest | None = None
+    ) -> str | None:
+        """Index what ``repository:tag`` (or ``@digest``) is now; returns the digest indexed.
+
+        With a tag, its *current* target is indexed (HEAD), whatever the event said; a tag that
+        is gone is forgotten. A digest the registry lacks is forgotten too.
+        """
+        if tag is not None:
+            current = self.current_digest(repository, tag)
+            if current is None:
+                with self.sessions.begin() as session:
+                    self.forget_tag(session, repository, tag)
+                return None
+            digest = current
+        if digest is None:
+            raise InvalidReferenceError("index_reference needs a tag or a digest")
+        with self.sessions() as session:
+            known = _known(session, repository, str(digest))
+        if known:
+            with self.sessions.begin() as session:
+                if tag is not None:
+                    lock_repository(session, repository)
+                    self.set_tag(session, repository_row(session, repository), tag, str(digest))
+            return str(digest)
+        fetched = self.fetch(repository, digest, tag=tag)
+        with self.sessions.begin() as session:
+            if fetched is None:
+                self.forget_manifest(session, repository, str(digest))
+                return None
+            self.store(session, fetched, tag=tag)
+        return str(digest)
+
+
+# -- rows -------------------------------------------------------------------------------------------
+
+
+def lock_repository(session: Session, name: str) -> None:
+    """Serialise the writers of one repository until the transaction ends (PostgreSQL).
+
+    Why: under READ COMMITTED two writers (a notification and a reconcile pass, or two service
+    replicas) can both see "no such tag" and both insert it; an advisory transaction lock keyed by
+    the repository makes each read-then-write atomic, as SQLite's ``BEGIN IMMEDIATE`` does there.
+    """
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+    session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+
+
+def find_repository(session: Session, name: str) -> Repository | None:
+    return session.scalar(select(Repository).where(Repository.name == name))
+
+
+def repository_row(session: Session, name: str) -> Repository:
+    """The repository row for ``name``, created when missing."""
+    repo = find_repository(session, name)
+    if repo is None:
+        repo = Repository(name=name, namespace=name.split("/", 1)[0] if "/" in name else "")
+        session.add(repo)
+        session.flush()
+    return repo
+
+
+def tags_pointing_at(session: Session, repository_id: int, digests: Sequence[str]) -> list[str]:
+    return list(
+        session.scalars(select(Tag.name).where(Tag.repository_id == repository_id, Tag.digest.in_(digests)))
+    )
+
+
+def _known(session: Session, repository: str, digest: str) -> bool:
+    return (
+        session.scalar(
+            select(ManifestRow.id)
+            .join(Repository, Repository.id == ManifestRow.repository_id)
+            .where(Repository.name == repository, ManifestRow.digest == digest)
+        )
+        is not None
+    )
+
+
+def _forget_if_tag_anchored(session: Session, repository_id: int, digest: str) -> None:
+    """A ``.sig``/``.att``/fallback index that lost its only tag is history: forget it now
+    (reconcile would too), so that signatures read from the index are the current ones."""
+    if tags_pointing_at(session, repository_id, [digest]):
+        return
+    session.execute(
+        delete(ManifestRow).where(
+            ManifestRow.repository_id == repository_id,
+            ManifestRow.digest == digest,
+            ManifestRow.kind.in_(TAG_ANCHORED),
+        )
+    )
+
+
+def sync_signatures(session: Session, row: ManifestRow) -> None:
+    """Rewrite the signature rows of one manifest from its ``details`` (needs a subject)."""
+    session.execute(delete(Signature).where(Signature.manifest_id == row.id))
+    if not row.subject_digest:
+        return
+    seen: set[str] = set()
+    for claim in row.details.get("signatures") or []:
+        if claim["layer_digest"] in seen:
+            continue
+        seen.add(claim["layer_digest"])
+        session.add(
+            Signature(
+                repository_id=row.repository_id,
+                manifest_id=row.id,
+                subject_digest=row.subject_digest,
+                manifest_digest=row.digest,
+                layer_digest=claim["layer_digest"],
+                kind=claim["kind"],
+                predicate_type=claim.get("predicate_type") or "",
+                key_fingerprint=claim.get("key_fingerprint"),
+            )
+        )
+    session.flush()
+
+
+def sync_versions(session: Session, repo: Repository, tags: Iterable[str]) -> None:
+    """Make the version rows of ``tags`` match the tag, image and bundle rows (pure DB work).
+
+    A version exists when a semver tag points at an image or index row; its metadata comes from
+    the newest bundle manifest whose subject is that image. Rewritten only when the (image,
+    bundle) pair changed, so replaying events costs reads, not writes.
+    """
+    for name in sorted(set(tags)):
+        if not is_version_tag(name):
+            continue
+        version = session.scalar(select(Version).where(Version.repository_id == repo.id, Version.tag == name))
+        tag = session.scalar(select(Tag).where(Tag.repository_id == repo.id, Tag.name == name))
+        image = (
+            None
+            if tag is None
+            else session.scalar(
+                select(ManifestRow).where(
+                    ManifestRow.repository_id == repo.id,
+                    ManifestRow.digest == tag.digest,
+                    ManifestRow.kind.in_(IMAGE_KINDS),
+                )
+            )
+        )
+        if image is None:
+            if version is not None:
+                session.delete(version)
+                session.flush()
+            continue
+        bundle = _newest_bundle(session, repo.id, image.digest)
+        bundle_digest = bundle.digest if bundle is not None else None
+        if (
+            version is not None
+            and version.image_digest == image.digest
+            and version.bundle_digest == bundle_digest
+        ):
+            continue
+        if version is not None:
+            session.delete(version)  # children go with it (cascade); rebuilt below
+            session.flush()
+        session.add(_build_version(repo, name, image, bundle))
+        session.flush()
+
+
+def _newest_bundle(session: Session, repository_id: int, image_digest: str) -> ManifestRow | None:
+    bundles = list(
+        session.scalars(
+            select(ManifestRow).where(
+                ManifestRow.repository_id == repository_id,
+                ManifestRow.subject_digest == image_digest,
+                ManifestRow.kind == "bundle",
+            )
+        )
+    )
+    usable = [b for b in bundles if b.details.get("config")]
+    if not usable:
+        return None
+    # pushed again with --force: the newest wins (as resolve_bundle decides), digest breaks ties
+    return max(usable, key=lambda b: (b.annotations.get("org.opencontainers.image.created", ""), b.digest))
+
+
+def _build_version(repo: Repository, tag: str, image: ManifestRow, bundle: ManifestRow | None) -> Version:
+    version = Version(
+        repository_id=repo.id,
+        name=repo.name,
+        namespace=repo.namespace,
+        tag=tag,
+        image_digest=image.digest,
+        image_media_type=image.media_type,
+        keywords=[],
+        authors=[],
+        requirements=[],
+        keywords_text="",
+        authors_text="",
+    )
+    layers = [
+        Layer(
+            role=(item.get("annotations") or {}).get(ROLE_ANNOTATION) or "base",
+            media_type=item["mediaType"],
+            digest=item["digest"],
+            size=int(item["size"]),
+        )
+        for item in image.details.get("base_layers") or []
+    ]
+    version.platforms = [
+        Platform(
+            os=p.get("os") or "unknown",
+            architecture=p.get("architecture") or "unknown",
+            variant=p.get("variant"),
+            digest=p.get("digest") or image.digest,
+        )
+        for p in image.details.get("platforms") or []
+    ]
+    if bundle is not None:
+        config = bundle.details["config"]
+        metadata = config["spec"]["metadata"]
+        runtime = config["spec"].get("runtime") or {}
+        source = config.get("source") or metadata.get("source") or {}
+        version.bundle_digest = bundle.digest
+        version.description = metadata.get("description")
+        version.license = metadata.get("license")
+        version.keywords = list(metadata.get("keywords") or [])
+        version.authors = list(metadata.get("authors") or [])
+        version.requirements = list(runtime.get("requirements") or [])
+        version.keywords_text = " ".join(version.keywords)
+        version.authors_text = " ".join(str(a.get("name", "")) for a in version.authors)
+        version.homepage = metadata.get("homepage")
+        version.source_url = source.get("url")
+        version.source_commit = source.get("commit")
+        version.created = config.get("created")
+        version.config = config
+        # the image's own copies of code/model are the bundle's layers: keep only base ones there
+        layers = [layer for layer in layers if layer.role == "base"]
+        layers += [
+            Layer(role=r["role"], media_type=r["mediaType"], digest=r["digest"], size=int(r["size"]))
+            for r in config.get("layers") or []
+        ]
+        version.keyword_rows = [
+            VersionKeyword(keyword=k) for k in sorted({k.lower() for k in version.keywords})
+        ]
+        requirements: dict[str, str] = {}
+        for spec in version.requirements:
+            requirements.setdefault(requirement_name(spec), spec)
+        version.requirement_rows = [
+            VersionRequirement(name=n, spec=s) for n, s in sorted(requirements.items())
+        ]
+    version.layers = layers
+    version.total_size = sum({layer.digest: layer.size for layer in layers}.values())
+    return version
+
+
+def _image_layers(document: dict[str, Any]) -> list[dict[str, Any]]:
+    return [
+        {
+            "mediaType": str(layer.get("mediaType")),
+            "digest": str(layer.get("digest")),
+            "size": int(layer.get("size") or 0),
+            "annotations": layer.get("annotations") or {},
+        }
+        for layer in document.get("layers") or []
+        if isinstance(layer, dict)
+    ]
+
+
+def _fingerprint_der(der: bytes) -> str:
+    return hashlib.sha256(der).hexdigest()
+
+
+def _certificate_fingerprint(pem: object) -> str | None:
+    """Key fingerprint of a signing certificate annotation (keyless cosign), else ``None``."""
+    if not isinstance(pem, str) or not pem.strip():
+        return None
+    try:
+        certificate = x509.load_pem_x509_certificate(pem.encode())
+    except ValueError:
+        return None
+    return _fingerprint_der(
+        certificate.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+
+
+def _bundle_key_fingerprint(data: bytes) -> str | None:
+    """The key a sigstore bundle names: ``publicKey.hint`` (base64 SHA-256 of the PKIX DER key)."""
+    try:
+        bundle = json.loads(data)
+        hint = bundle["verificationMaterial"]["publicKey"]["hint"]
+        digest = base64.b64decode(str(hint), validate=True)
+    except (ValueError, KeyError, TypeError, binascii.Error):
+        return None
+    return digest.hex() if len(digest) == 32 else None
