@@ -132,8 +132,9 @@ lint: venv ## ruff check, ruff format --check, mypy --strict on the package
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy ecr_oci
 
-bench: install ## Run the benchmark (writes docs/benchmarks.md); not a test
+bench: install ## Run the benchmarks (push vs oras/crane/skopeo; service search + indexing); not a test
 	$(BIN)/python -m benchmarks
+	$(BIN)/python -m benchmarks.service
 
 lock: ## Regenerate requirements.lock from pyproject.toml (uv, with hashes, for Python 3.11)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

@@ -52,7 +52,11 @@ def say(message: str) -> None:
 
 
 def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks",
+        description="Benchmark `ecr-oci push` against oras, crane and skopeo on one fresh local registry; "
+        "the method and the targets are in docs/benchmarks.md.",
+    )
     parser.add_argument(
         "--size-mib", type=int, default=DEFAULT_MIB, help="model size in MiB per contender (default 1024)"
     )
@@ -90,27 +94,32 @@ def _contenders(base: str) -> tuple[dict[str, Prepare], list[str]]:
 
 def _report(figure: PushFigure) -> PushFigure:
     rate = f"{figure.mb_per_s:.1f} MB/s" if figure.payload_bytes else "nothing sent"
-    say(f"{figure.name}: {figure.wall_s:.2f} s, {rate}, peak RSS {figure.peak_rss_mb:.0f} MB")
+    say(
+        f"{figure.name}: {figure.wall_s:.2f} s, {rate}, peak RSS {figure.peak_rss_mb:.0f} MB, "
+        f"CPU {figure.cpu_s:.2f} s (registry {figure.registry_cpu_s:.2f} s)"
+    )
     return figure
 
 
 def _full_pushes(
-    contenders: dict[str, Prepare], host: str, work: Path, size: int, repeat: int
+    contenders: dict[str, Prepare], registry: LocalRegistry, work: Path, size: int, repeat: int
 ) -> list[PushSeries]:
     """Round-robin, so that drift (a filling disk, a busier neighbour) hits every contender alike."""
     runs: dict[str, list[PushFigure]] = {name: [] for name in contenders}
     for round_ in range(repeat):
         for name, prepare in contenders.items():
             say(f"round {round_ + 1}/{repeat}: fresh {size >> 20} MiB random payload for {name}")
-            runs[name].append(_report(timed_push(prepare(host, work, size, round_))))
+            push = prepare(registry.host, work, size, round_)
+            runs[name].append(_report(timed_push(push, registry=registry)))
     return [PushSeries(name, figures) for name, figures in runs.items()]
 
 
-def _noop_pushes(bundle: Path, host: str, cache: Path, repeat: int) -> PushSeries:
+def _noop_pushes(bundle: Path, registry: LocalRegistry, cache: Path, repeat: int) -> PushSeries:
     """Re-push the bundle unchanged with its warm layer cache; each must report unchanged=true."""
     runs = []
     for _ in range(repeat):
-        figure = _report(timed_push(ecr_oci_push(bundle, host, cache_home=cache, name="ecr-oci no-op")))
+        push = ecr_oci_push(bundle, registry.host, cache_home=cache, name="ecr-oci no-op")
+        figure = _report(timed_push(push, registry=registry))
         if not figure.output.get("unchanged") or figure.payload_bytes:
             raise BenchError(f"the re-push of an unchanged bundle was not a no-op: {figure.output}")
         runs.append(figure)
@@ -118,12 +127,18 @@ def _noop_pushes(bundle: Path, host: str, cache: Path, repeat: int) -> PushSerie
 
 
 def _timed_pull(node: PodmanEnv, registry: LocalRegistry, ref: str) -> tuple[float, int]:
-    """``podman pull REF``: (wall s, bytes the registry served for it, from its log)."""
+    """``podman pull REF``: (wall s, bytes the registry served for it, from its log).
+
+    The requests are listed on stderr, so a surprising byte count can be explained from the run.
+    """
     offset = registry.log_offset()
     started = time.perf_counter()
     node.pull(ref)
     wall = time.perf_counter() - started
-    return wall, registry.bytes_served(offset)
+    served = registry.bytes_served(offset)
+    for response in registry.responses(offset):
+        say(f"  {response.method} {response.path} -> {response.status}, {response.written:,} B")
+    return wall, served
 
 
 def _code_update(
@@ -136,7 +151,8 @@ def _code_update(
         pull_v1 = _timed_pull(node, registry, f"{registry.host}/{REPOSITORY}:{v1}")
         say(f"podman pull {v1}: {pull_v1[0]:.2f} s, registry served {pull_v1[1]:,} B")
         bump_code(bundle, base=base, version=v2)
-        push = _report(timed_push(ecr_oci_push(bundle, registry.host, cache_home=cache, name="ecr-oci v2")))
+        v2_push = ecr_oci_push(bundle, registry.host, cache_home=cache, name="ecr-oci v2")
+        push = _report(timed_push(v2_push, registry=registry))
         code = next(layer for layer in push.output["layers"] if layer["role"] == "code")
         pull_v2 = _timed_pull(node, registry, f"{registry.host}/{REPOSITORY}:{v2}")
         say(f"podman pull {v2}: {pull_v2[0]:.2f} s, registry served {pull_v2[1]:,} B")
@@ -168,10 +184,10 @@ def run_benchmark(work: Path, size: int, repeat: int) -> tuple[Results, dict[str
         say(f"registry on {registry.host}; pushing the busybox base image (untimed)")
         base = build_busybox_base(registry.host, workdir=work / "base")
         contenders, missing = _contenders(base)
-        pushes = _full_pushes(contenders, registry.host, work, size, repeat)
+        pushes = _full_pushes(contenders, registry, work, size, repeat)
         last = repeat - 1
         bundle, cache = work / f"bundle-r{last}", work / f"cache-r{last}"
-        noop = _noop_pushes(bundle, registry.host, cache, repeat)
+        noop = _noop_pushes(bundle, registry, cache, repeat)
         update = _code_update(registry, bundle, base, cache, last, work / "podman")
     programs = {name: find_tool(name) or name for name in ("docker-registry", *PEERS, "podman")}
     results = Results(size, repeat, pushes, missing, noop, update, rss_floor_mb())

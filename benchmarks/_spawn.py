@@ -1,4 +1,4 @@
-"""Run ARGV, then write "WALL_SECONDS MAXRSS_KIB" to RESULT: ``python -I -S _spawn.py RESULT ARGV...``.
+"""Run ARGV, then write "WALL_S MAXRSS_KIB CPU_S" to RESULT: ``python -I -S _spawn.py RESULT ARGV...``.
 
 Why a separate, tiny process: Linux carries a parent's RSS high-water mark into a child across fork
 and exec (``exec_mmap`` folds the old mm's ``hiwater_rss`` into ``signal->maxrss``), so a client
@@ -21,7 +21,7 @@ def main() -> int:
     _pid, status, usage = os.wait4(pid, 0)
     wall = time.perf_counter() - started
     with open(result, "w") as f:  # noqa: PTH123 - pathlib would cost imports (and RSS) here
-        f.write(f"{wall:.6f} {usage.ru_maxrss}\n")
+        f.write(f"{wall:.6f} {usage.ru_maxrss} {usage.ru_utime + usage.ru_stime:.6f}\n")
     code = os.waitstatus_to_exitcode(status)
     return code if code >= 0 else 128 - code
 

@@ -28,8 +28,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from benchmarks.measure import BenchError, run_measured
+from benchmarks.measure import BenchError, drop_file_cache, process_cpu_s, run_measured
 from benchmarks.payload import write_bundle, write_random_file, write_random_layout
+from ecr_oci.devenv import LocalRegistry
 
 __all__ = [
     "ECR",
@@ -82,6 +83,8 @@ class PushFigure:
     wall_s: float
     payload_bytes: int
     peak_rss_mb: float
+    cpu_s: float = 0.0
+    registry_cpu_s: float = 0.0
     output: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -126,6 +129,16 @@ class PushSeries:
     def walls(self) -> list[float]:
         return [run.wall_s for run in self.runs]
 
+    @property
+    def cpu_s(self) -> float:
+        """Median client CPU seconds."""
+        return statistics.median(run.cpu_s for run in self.runs)
+
+    @property
+    def registry_cpu_s(self) -> float:
+        """Median registry CPU seconds spent while this contender pushed."""
+        return statistics.median(run.registry_cpu_s for run in self.runs)
+
 
 #: ``prepare(host, work, size, round) -> Push``: write a fresh payload under ``work`` (untimed).
 Prepare = Callable[[str, Path, int, int], Push]
@@ -139,20 +152,27 @@ def find_tool(name: str) -> str | None:
     return shutil.which(name)
 
 
-def timed_push(push: Push) -> PushFigure:
+def timed_push(push: Push, *, registry: LocalRegistry | None = None) -> PushFigure:
     """Run the prepared command once and delete its scratch payload afterwards.
 
-    Dirty pages are flushed first, so the previous push's registry writes are not written back on
+    With ``registry``, its store is evicted from the page cache first (see
+    :func:`~benchmarks.measure.drop_file_cache`) and its CPU seconds during the push are recorded.
+    Dirty pages are always flushed first, so the previous push's writes are not written back on
     this one's clock.
     """
-    os.sync()
+    if registry is not None:
+        drop_file_cache(registry.storage_dir)
+    else:
+        os.sync()
+    pid = registry.pid if registry is not None else None
+    registry_before = process_cpu_s(pid) if pid else 0.0
     run = run_measured(push.argv, cwd=push.cwd, env=push.env)
+    registry_cpu = process_cpu_s(pid) - registry_before if pid else 0.0
     if push.scratch is not None:
         shutil.rmtree(push.scratch)
-    if not push.json_output:
-        return PushFigure(push.name, run.wall_s, push.payload_bytes, run.peak_rss_mb)
-    output = parse_push_json(run.stdout)
-    return PushFigure(push.name, run.wall_s, int(output["bytesUploaded"]), run.peak_rss_mb, output)
+    output = parse_push_json(run.stdout) if push.json_output else {}
+    payload = int(output["bytesUploaded"]) if push.json_output else push.payload_bytes
+    return PushFigure(push.name, run.wall_s, payload, run.peak_rss_mb, run.cpu_s, registry_cpu, output)
 
 
 def parse_push_json(stdout: str) -> dict[str, Any]:

@@ -1,8 +1,9 @@
 """Figures → targets (PASS/MISS) → a console table and the marked section of docs/benchmarks.md.
 
-    >>> results = Results(size=1 << 30, pushes=[...], missing=[], noop=..., update=...)  # doctest: +SKIP
-    >>> print(console_table(results))                                                 # doctest: +SKIP
-    >>> write_section(Path("docs/benchmarks.md"), markdown_section(results, machine))   # doctest: +SKIP
+    >>> results, machine = run_benchmark(Path("/tmp/w"), 1 << 30, 5)                  # doctest: +SKIP
+    >>> print(console_table(results))                                                # doctest: +SKIP
+    >>> section = markdown_section(results, machine, command="python -m benchmarks")  # doctest: +SKIP
+    >>> write_section(Path("docs/benchmarks.md"), section)                           # doctest: +SKIP
 
 The targets are issue 2's: push throughput >= 1.0x the fastest peer, ecr-oci client RSS <= 100 MB,
 a no-op re-push <= 0.05x the full push, and a code-only update served in <= 1.05x the code layer.
@@ -133,42 +134,60 @@ def _mb(n: int) -> str:
     return f"{n / 1e6:,.1f}"
 
 
-Row = tuple[str, str, str, str, str, str]
+Row = tuple[str, ...]
+
+_HEADER: Row = (
+    "step",
+    "contender",
+    "wall s",
+    "MB/s",
+    "peak RSS MB",
+    "CPU s",
+    "registry CPU s",
+    "ratio / notes",
+)
 
 
 def _walls(series: PushSeries) -> str:
     return "/".join(f"{wall:.2f}" for wall in series.walls)
 
 
+def _measured(figure: PushFigure | PushSeries, rate: bool) -> Row:
+    """wall s, MB/s, peak RSS MB, CPU s, registry CPU s."""
+    return (
+        f"{figure.wall_s:.2f}",
+        f"{figure.mb_per_s:.1f}" if rate else "-",
+        f"{figure.peak_rss_mb:.0f}",
+        f"{figure.cpu_s:.2f}",
+        f"{figure.registry_cpu_s:.2f}",
+    )
+
+
 def _push_rows(results: Results) -> list[Row]:
     peer = results.fastest_peer
     rows = []
     for push in results.pushes:
-        ratio = f"{push.mb_per_s / peer.mb_per_s:.2f}x fastest peer" if peer else "no peer"
+        ratio = f"{push.mb_per_s / peer.mb_per_s:.3f}x fastest peer" if peer else "no peer"
         note = f"{ratio}; {_mb(push.payload_bytes)} MB sent; runs {_walls(push)} s"
-        rss = f"{push.peak_rss_mb:.0f}"
-        rows.append(("full push", push.name, f"{push.wall_s:.2f}", f"{push.mb_per_s:.1f}", rss, note))
+        rows.append(("full push", push.name, *_measured(push, rate=True), note))
     return rows
 
 
 def _rows(results: Results) -> list[Row]:
-    """(step, contender, wall s, MB/s, peak RSS MB, ratio/notes) for every measured step."""
+    """One :data:`_HEADER` row per measured step (the podman pulls have no client figures)."""
     noop, update = results.noop, results.update
     code = update.code_layer_size
     return [
         *_push_rows(results),
-        ("no-op re-push", ECR, f"{noop.wall_s:.2f}", "-", f"{noop.peak_rss_mb:.0f}",
+        ("no-op re-push", ECR, *_measured(noop, rate=False),
          f"{results.noop_ratio:.3f}x full push; {noop.payload_bytes} B sent; runs {_walls(noop)} s"),
-        ("code update: push v2", ECR, f"{update.push.wall_s:.2f}", "-", f"{update.push.peak_rss_mb:.0f}",
+        ("code update: push v2", ECR, *_measured(update.push, rate=False),
          f"bytesUploaded {update.push.payload_bytes:,} B (code layer {code:,} B)"),
-        ("code update: pull v1", "podman", f"{update.pull_v1_wall_s:.2f}", "-", "-",
+        ("code update: pull v1", "podman", f"{update.pull_v1_wall_s:.2f}", "-", "-", "-", "-",
          f"registry served {_mb(update.pull_v1_served)} MB"),
-        ("code update: pull v2", "podman", f"{update.pull_v2_wall_s:.2f}", "-", "-",
+        ("code update: pull v2", "podman", f"{update.pull_v2_wall_s:.2f}", "-", "-", "-", "-",
          f"registry served {update.pull_v2_served:,} B = {update.served_ratio:.3f}x code layer"),
     ]  # fmt: skip
-
-
-_HEADER = ("step", "contender", "wall s", "MB/s", "peak RSS MB", "ratio / notes")
 
 
 # -- console ----------------------------------------------------------------------------------------
@@ -211,7 +230,7 @@ def markdown_section(results: Results, machine: Mapping[str, str], *, command: s
         f"Last run: {machine.get('date', '?')}, `{command}`: model {results.size / (1 << 20):g} MiB, "
         f"{results.repeat} round(s) of full pushes, medians shown.",
         "",
-        *_md_table(_HEADER, [tuple(r) for r in _rows(results)]),
+        *_md_table(_HEADER, _rows(results)),
         "",
         *_md_table(
             ("target", "measured", "goal", "verdict"),
@@ -235,14 +254,14 @@ def _floor_note(results: Results) -> str:
     )
 
 
-def write_section(path: Path, body: str) -> None:
-    """Replace what lies between :data:`START` and :data:`END` in ``path``, keeping the prose
-    around it; append a marked section when the file or its markers are missing."""
+def write_section(path: Path, body: str, *, start_marker: str = START, end_marker: str = END) -> None:
+    """Replace what lies between the markers in ``path``, keeping the prose around it; append a
+    marked section when the file or its markers are missing. Each benchmark has its own markers."""
     text = path.read_text() if path.exists() else "# Benchmarks\n"
-    block = f"{START}\n{body}\n{END}"
-    start, end = text.find(START), text.find(END)
+    block = f"{start_marker}\n{body}\n{end_marker}"
+    start, end = text.find(start_marker), text.find(end_marker)
     if start != -1 and end > start:
-        text = text[:start] + block + text[end + len(END) :]
+        text = text[:start] + block + text[end + len(end_marker) :]
     else:
         text = text.rstrip("\n") + "\n\n" + block + "\n"
     path.write_text(text)
