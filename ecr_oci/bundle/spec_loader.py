@@ -447,12 +447,18 @@ def git_source(directory: Path) -> Source | None:
     """Commit, remote URL (credentials removed) and dirtiness of the work tree around ``directory``.
 
     ``None`` when git is missing, the directory is not in a work tree, or it has no commit yet.
-    ``dirty`` is true when ``git status`` lists changes (untracked files included) under the
-    directory — files that would go into the bundle but are not in the commit.
+    ``commit`` is the last commit that changed the bundle directory (``HEAD`` when none did): in a
+    repository holding many plugins, an unrelated commit must not change a bundle's image (its
+    ``org.opencontainers.image.revision`` label), or re-pushing an unchanged version would be
+    refused as "other content"; that commit still rebuilds the directory exactly. ``dirty`` is true
+    when ``git status`` lists changes (untracked files included) under the directory — files that
+    would go into the bundle but are not in the commit.
     """
     if _git(directory, "rev-parse", "--is-inside-work-tree") != "true":
         return None
-    commit = _git(directory, "rev-parse", "HEAD")
+    commit = _git(directory, "log", "-1", "--format=%H", "--", ".") or _git(
+        directory, "rev-parse", "HEAD"
+    )
     if commit is None:
         return None
     remote = _git(directory, "config", "--get", "remote.origin.url")

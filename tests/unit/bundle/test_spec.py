@@ -695,6 +695,15 @@ def test_source_filled_from_git(repo: Path) -> None:
     assert source.dirty is False
 
 
+def test_source_commit_is_the_last_one_that_changed_the_bundle(repo: Path) -> None:
+    bundle_commit = git(repo, "rev-parse", "HEAD")
+    (repo.parent.parent / "README.md").write_text("another plugin's change\n")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "unrelated")
+    source = load_spec(repo).spec.metadata.source
+    assert source is not None and source.commit == bundle_commit != git(repo, "rev-parse", "HEAD")
+
+
 def test_dirty_when_files_under_the_bundle_changed(repo: Path) -> None:
     (repo / "src" / "run.sh").write_text("echo changed\n")
     source = load_spec(repo).spec.metadata.source
