@@ -10,7 +10,9 @@ What it wires (routes → services → storage, STYLE.md §9):
 - ``app.state.settings``; ``app.state.engine``; ``app.state.sessions`` (read sessions) and
   ``app.state.write_sessions`` (``BEGIN IMMEDIATE`` on SQLite, see ``db.engine``);
   ``app.state.registry_client()`` → a new :class:`RegistryClient` for the configured registry
-  (the caller closes it); ``app.state.reconciler`` (one reconcile at a time in this process).
+  (the caller closes it); ``app.state.notification_client`` (:class:`SharedClient`: one client
+  kept alive across notification requests) and ``app.state.blob_cache`` (small immutable blobs);
+  ``app.state.reconciler`` (one reconcile at a time in this process).
 - the routers of ``ecr_oci.server.routes``: ``notifications`` (``POST /events``), ``api``
   (``/api/v1``) and ``referrers`` (``/v2/<name>/referrers/<digest>``);
 - the JSON error handlers of ``routes.errors``;
@@ -24,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -35,6 +38,7 @@ from ecr_oci.server.db.migrate import upgrade
 from ecr_oci.server.routes import notifications
 from ecr_oci.server.routes.errors import install_error_handlers
 from ecr_oci.server.services.activity import SERVICE_USER_AGENT
+from ecr_oci.server.services.index import BlobCache
 from ecr_oci.server.services.reconcile import Reconciler
 from ecr_oci.server.settings import Settings
 
@@ -51,16 +55,12 @@ def create_app(settings: Settings, *, registry_client: RegistryClientFactory | N
     engine = make_engine(settings.database_url)
 
     def default_client() -> RegistryClient:
-        # short timeouts and few retries: a notification handler must answer the registry quickly
-        return RegistryClient(
-            settings.registry,
-            insecure=settings.registry_insecure,
-            timeout=10.0,
-            retries=1,
-            backoff=0.2,
-        )
+        # short timeouts and few retries (a notification handler must answer the registry
+        # quickly), and the service's User-Agent, so its own reads are nobody's pulls
+        return service_client(settings)
 
     client_factory = registry_client or default_client
+    shared = SharedClient(client_factory)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -75,6 +75,7 @@ def create_app(settings: Settings, *, registry_client: RegistryClientFactory | N
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+            shared.close()
             engine.dispose()
 
     app = FastAPI(
@@ -88,11 +89,37 @@ def create_app(settings: Settings, *, registry_client: RegistryClientFactory | N
     app.state.sessions = session_factory(engine)
     app.state.write_sessions = session_factory(engine, write=True)
     app.state.registry_client = client_factory
+    app.state.notification_client = shared
+    app.state.blob_cache = BlobCache()
     app.state.reconciler = Reconciler(app.state.write_sessions, client_factory)
     install_error_handlers(app)
     for router in _routers():
         app.include_router(router)
     return app
+
+
+class SharedClient:
+    """One registry client kept alive across notification requests: its connections (and TLS
+    sessions, and the auth token) are reused instead of being set up again per event (a new
+    client costs a TLS context, a TCP connect and a token round trip). Made on first use,
+    closed when the app stops; httpx clients are thread-safe."""
+
+    def __init__(self, factory: RegistryClientFactory) -> None:
+        self._factory = factory
+        self._client: RegistryClient | None = None
+        self._lock = threading.Lock()
+
+    def get(self) -> RegistryClient:
+        with self._lock:
+            if self._client is None:
+                self._client = self._factory()
+            return self._client
+
+    def close(self) -> None:
+        with self._lock:
+            client, self._client = self._client, None
+        if client is not None:
+            client.close()
 
 
 def service_client(settings: Settings) -> RegistryClient:

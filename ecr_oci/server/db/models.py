@@ -147,6 +147,8 @@ class Version(Base):
     __table_args__ = (
         UniqueConstraint("repository_id", "tag", name="uq_version_repository_tag"),
         Index("ix_version_image", "repository_id", "image_digest"),
+        # the signed_by filter's join from signatures, index-only with the created/id sort key
+        Index("ix_version_image_created", "repository_id", "image_digest", "created", "id"),
         Index("ix_version_created", "created", "id"),
         Index("ix_version_name", "name", "id"),
     )
@@ -197,7 +199,11 @@ class Platform(Base):
     """A platform the version runs on (one per image-index entry; one for a single image)."""
 
     __tablename__ = "platform"
-    __table_args__ = (Index("ix_platform_os_arch", "os", "architecture", "variant"),)
+    __table_args__ = (
+        Index("ix_platform_os_arch", "os", "architecture", "variant"),
+        # the platform filter's EXISTS per version, index-only
+        Index("ix_platform_version_os_arch", "version_id", "os", "architecture", "variant"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     version_id: Mapped[int] = mapped_column(ForeignKey("version.id", ondelete="CASCADE"), index=True)
@@ -256,7 +262,8 @@ class Signature(Base):
     __table_args__ = (
         UniqueConstraint("manifest_id", "layer_digest", name="uq_signature_manifest_layer"),
         Index("ix_signature_subject", "repository_id", "subject_digest"),
-        Index("ix_signature_key", "key_fingerprint"),
+        # signed_by: the key's subjects, index-only
+        Index("ix_signature_key_subject", "key_fingerprint", "repository_id", "subject_digest"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

@@ -74,6 +74,10 @@ async def receive_events(request: Request) -> EventsAccepted:
         raise InvalidInputError(f"malformed notification: {detail}", code="MALFORMED_NOTIFICATION") from None
     app = request.app
     result = await run_in_threadpool(
-        handle_events, envelope.events, app.state.write_sessions, app.state.registry_client
+        handle_events,
+        envelope.events,
+        app.state.write_sessions,
+        app.state.notification_client.get(),
+        cache=app.state.blob_cache,
     )
     return EventsAccepted(received=len(envelope.events), **result)

@@ -26,6 +26,8 @@ import hashlib
 import json
 import logging
 import re
+import threading
+from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -59,6 +61,7 @@ from ecr_oci.signing.store import SIMPLESIGNING_MEDIA_TYPE
 
 __all__ = [
     "KINDS",
+    "BlobCache",
     "Classified",
     "FetchedManifest",
     "Indexer",
@@ -213,6 +216,35 @@ class SignatureClaim:
         }
 
 
+class BlobCache:
+    """A bounded LRU of small content-addressed bytes (metadata blobs, child manifests), keyed by
+    ``(repository, digest)``: immutable by digest, verified when fetched, so never stale. Keyed
+    per repository so that a hit never vouches for content another repository lacks. Thread-safe
+    (the service handles notifications in a thread pool)."""
+
+    def __init__(self, max_entries: int = 1024, max_item: int = 64 << 10) -> None:
+        self.max_entries = max_entries
+        self.max_item = max_item
+        self._items: OrderedDict[tuple[str, str], bytes] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[str, str]) -> bytes | None:
+        with self._lock:
+            data = self._items.get(key)
+            if data is not None:
+                self._items.move_to_end(key)
+            return data
+
+    def put(self, key: tuple[str, str], data: bytes) -> None:
+        if len(data) > self.max_item:
+            return
+        with self._lock:
+            self._items[key] = data
+            self._items.move_to_end(key)
+            while len(self._items) > self.max_entries:
+                self._items.popitem(last=False)
+
+
 @dataclass(frozen=True)
 class FetchedManifest:
     """A manifest as fetched, classified, with the details its rows need."""
@@ -233,16 +265,26 @@ class Indexer:
     (callers decide: the notification handler logs and leaves it for reconcile).
     """
 
-    def __init__(self, client: RegistryClient, sessions: sessionmaker[Session]) -> None:
+    def __init__(
+        self, client: RegistryClient, sessions: sessionmaker[Session], *, cache: BlobCache | None = None
+    ) -> None:
         self.client = client
         self.sessions = sessions
+        self.cache = cache if cache is not None else BlobCache()
 
     # -- registry side --------------------------------------------------------------------------
 
-    def fetch(self, repository: str, digest: Digest, *, tag: str | None = None) -> FetchedManifest | None:
-        """The manifest ``repository@digest`` classified, or ``None`` when the registry lacks it."""
+    def fetch(
+        self, repository: str, digest: Digest, *, tag: str | None = None, raw: RawManifest | None = None
+    ) -> FetchedManifest | None:
+        """The manifest ``repository@digest`` classified, or ``None`` when the registry lacks it.
+
+        ``raw``: the manifest when the caller already has it (read by tag: :meth:`current_manifest`),
+        so that it is not fetched twice.
+        """
         try:
-            raw = self.client.get_manifest(repository, digest)
+            if raw is None or raw.digest != digest:
+                raw = self.client.get_manifest(repository, digest)
             document = raw.json()
         except NotFound:
             return None
@@ -284,13 +326,11 @@ class Indexer:
                 )
             base_layers: list[dict[str, Any]] = []
             if platforms:
-                child = self.client.get_manifest(repository, Digest.parse(str(platforms[0]["digest"])))
-                base_layers = _image_layers(child.json())
+                child = self._small(repository, Digest.parse(str(platforms[0]["digest"])), manifest=True)
+                base_layers = _image_layers(json.loads(child))
             return {"platforms": platforms, "base_layers": base_layers}
         if kind == "bundle" and classified.config_digest:
-            data = self.client.get_blob(
-                repository, Digest.parse(classified.config_digest), max_size=MAX_METADATA_BLOB
-            )
+            data = self._small(repository, Digest.parse(classified.config_digest))
             config = BundleConfig.model_validate_json(data)  # only valid configs feed versions
             return {"config": config.model_dump(mode="json", by_alias=True, exclude_none=True)}
         if kind in ("signature", "attestation"):
@@ -329,9 +369,7 @@ class Indexer:
         config = document.get("config") or {}
         platform: dict[str, Any] = {"os": None, "architecture": None, "variant": None, "digest": None}
         if config.get("digest"):
-            data = self.client.get_blob(
-                repository, Digest.parse(str(config["digest"])), max_size=MAX_METADATA_BLOB
-            )
+            data = self._small(repository, Digest.parse(str(config["digest"])))
             image_config = json.loads(data)
             if isinstance(image_config, dict):
                 platform.update(
@@ -345,6 +383,28 @@ class Indexer:
         """Where ``tag`` points now (HEAD), or ``None`` when it is gone."""
         descriptor = self.client.head_manifest(repository, tag)
         return descriptor.digest if descriptor is not None else None
+
+    def current_manifest(self, repository: str, tag: str) -> RawManifest | None:
+        """What ``tag`` points at now, read in one round trip (GET by tag: the digest and the
+        manifest together, where HEAD then GET take two), or ``None`` when the tag is gone."""
+        try:
+            return self.client.get_manifest(repository, tag)
+        except NotFound:
+            return None
+
+    def _small(self, repository: str, digest: Digest, *, manifest: bool = False) -> bytes:
+        """A metadata blob (or a child manifest) by digest, through :attr:`cache`: content by
+        digest never changes, so a second read of it (an index after its children, the same
+        config under two tags) costs no round trip."""
+        key = (repository, str(digest))
+        data = self.cache.get(key)
+        if data is None:
+            if manifest:
+                data = self.client.get_manifest(repository, digest).data
+            else:
+                data = self.client.get_blob(repository, digest, max_size=MAX_METADATA_BLOB)
+            self.cache.put(key, data)
+        return data
 
     # -- database side --------------------------------------------------------------------------
 

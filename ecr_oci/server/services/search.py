@@ -50,6 +50,7 @@ from sqlalchemy import (
     select,
     table,
     tuple_,
+    union,
 )
 from sqlalchemy.orm import Session
 
@@ -96,6 +97,7 @@ __all__ = [
     "MAX_LIMIT",
     "MAX_QUERY_LENGTH",
     "MAX_WORDS",
+    "RANK_CANDIDATES",
     "SearchFilters",
     "SearchQuery",
     "activity",
@@ -121,6 +123,9 @@ RECENT_EVENTS = 50
 #: FTS5 bm25 column weights, in the order of the table's columns (name, description, keywords,
 #: authors): a name hit ranks above a keyword hit above a description hit (PostgreSQL: setweight A/B/C).
 _BM25_WEIGHTS = (10.0, 1.0, 5.0, 1.0)
+#: Relevance ranks a bounded candidate set, not every match (docs/service.md, "Relevance ranks a
+#: bounded candidate set"): per tier, the this-many most recently indexed matches.
+RANK_CANDIDATES = 500
 _CURSOR_VERSION = 1
 _Ts = TypeVarTuple("_Ts")
 #: A SELECT of any columns.
@@ -260,30 +265,23 @@ def search(session: Session, query: SearchQuery, *, visible: Visibility) -> Sear
         return SearchPage(items=[], next_cursor=None)  # only punctuation: nothing can match it
 
     dialect = session.get_bind().dialect.name
-    rank: ColumnElement[float] | None = None
+    clauses = [visible.repository_filter(Version.name.expression), *_filter_clauses(filters)]
     stmt: _AnySelect
-    sort_column = Version.created if sort_key == "created" else Version.name
-    if words:
-        stmt, rank = _text_match(words, dialect)
-        if not by_rank:  # the text only selects; the rows carry their sort key instead of the rank
-            stmt = stmt.with_only_columns(Version.id, sort_column)
+    if by_rank:
+        stmt = _ranked(words, dialect, clauses, after=(float(cursor.key), cursor.id) if cursor else None)
     else:
-        stmt = select(Version.id, sort_column)
-    stmt = stmt.where(visible.repository_filter(Version.name.expression), *_filter_clauses(filters))
-
-    if sort_key == "rank":
-        assert rank is not None
-        if cursor is not None:
-            stmt = stmt.where(tuple_(rank, Version.id) > tuple_(float(cursor.key), cursor.id))
-        stmt = stmt.order_by(rank, Version.id)
-    elif sort_key == "name":
-        if cursor is not None:
-            stmt = stmt.where(tuple_(Version.name, Version.id) > tuple_(str(cursor.key), cursor.id))
-        stmt = stmt.order_by(Version.name, Version.id)
-    else:
-        if cursor is not None:
-            stmt = stmt.where(_after_created(cursor.key, cursor.id, nulls_last=dialect != "postgresql"))
-        stmt = stmt.order_by(Version.created.desc(), Version.id.desc())
+        sort_column = Version.created if sort_key == "created" else Version.name
+        stmt = select(Version.id, sort_column).where(*clauses)
+        if words:  # the text only selects (no rank computed); the rows carry their sort key
+            stmt = stmt.where(_text_filter(words, dialect))
+        if sort_key == "name":
+            if cursor is not None:
+                stmt = stmt.where(tuple_(Version.name, Version.id) > tuple_(str(cursor.key), cursor.id))
+            stmt = stmt.order_by(Version.name, Version.id)
+        else:
+            if cursor is not None:
+                stmt = stmt.where(_after_created(cursor.key, cursor.id, nulls_last=dialect != "postgresql"))
+            stmt = stmt.order_by(Version.created.desc(), Version.id.desc())
 
     # Two steps: the sort runs over narrow (id, sort key) rows only — sorting every match's whole
     # row (description, config JSON) cost more than ranking it — then one query loads the page.
@@ -305,30 +303,109 @@ def search(session: Session, query: SearchQuery, *, visible: Visibility) -> Sear
     return SearchPage(items=items, next_cursor=next_cursor)
 
 
-def _text_match(words: Sequence[str], dialect: str) -> tuple[_AnySelect, ColumnElement[float]]:
-    """``SELECT version, rank`` restricted to the versions holding every word; lower rank = better."""
+def _fts_expression(words: Sequence[str]) -> str:
+    """Each word as an FTS5 string, ANDed: ``"..."`` with ``"`` doubled (sqlite.org/fts5.html §3.1);
+    the words are ``\\w+`` so that cannot occur, but the quoting does not rely on it."""
+    return " AND ".join('"' + w.replace('"', '""') + '"' for w in words)
+
+
+def _tsquery(words: Sequence[str]) -> ColumnElement[Any]:
+    """The words as a tsquery. Rendered as a literal (escaped by SQLAlchemy; the words are ``\\w+``)
+    so that PostgreSQL plans each query for its words: how many rows a word matches decides
+    between walking the newest versions and the GIN index, and a generic plan for a prepared
+    statement (psycopg prepares a statement run 5 times) cannot know it."""
+    return func.websearch_to_tsquery(
+        literal_column("'simple'::regconfig"), bindparam("ts_query", " ".join(words), literal_execute=True)
+    )
+
+
+def _text_filter(words: Sequence[str], dialect: str) -> ColumnElement[bool]:
+    """Versions holding every word, as a plain condition: no rank is computed."""
     if dialect == "sqlite":
         fts = table(FTS_TABLE, column("rowid"))
         fts_name: ColumnElement[Any] = literal_column(FTS_TABLE)
-        # each word as an FTS5 string: "..." with " doubled (sqlite.org/fts5.html §3.1); the
-        # words are \w+ so that cannot occur, but the quoting does not rely on it
-        expression = " AND ".join('"' + w.replace('"', '""') + '"' for w in words)
-        bm25 = func.bm25(fts_name, *_BM25_WEIGHTS)
+        matching = select(fts.c.rowid).where(
+            fts_name.op("MATCH")(bindparam("fts_query", _fts_expression(words)))
+        )
+        return Version.id.in_(matching.scalar_subquery())
+    if dialect == "postgresql":
+        return literal_column("version.search_vector").op("@@")(_tsquery(words))
+    raise InvalidInputError(f"text search is not supported on {dialect}", code="BAD_PARAMETER")
+
+
+def _ranked(
+    words: Sequence[str],
+    dialect: str,
+    clauses: Sequence[ColumnElement[bool]],
+    *,
+    after: tuple[float, int] | None,
+) -> _AnySelect:
+    """``SELECT id, rank ... ORDER BY rank, id``: the matching versions that pass ``clauses``, best
+    first (lower rank = better), after the cursor's ``(rank, id)``; the caller adds the LIMIT.
+
+    Only a bounded candidate set is ranked (docs/service.md, "Relevance ranks a bounded candidate
+    set"): ranking costs per row, and a common word matches a fifth of the catalogue. The
+    candidates are the :data:`RANK_CANDIDATES` most recently indexed matches (highest id) that pass
+    the filters; on SQLite also the :data:`RANK_CANDIDATES` most recently indexed that hold every
+    word in their name or keywords (the strong hits, cheap there with an FTS5 column filter). The
+    filters apply before the cap, so they never empty a page that has matches. Both selections stop
+    early: the full-text index yields matches in id order and the LIMIT ends the walk. The candidate
+    set does not depend on the cursor, so keyset pages over it are consistent.
+    """
+    if dialect == "sqlite":
+        fts = table(FTS_TABLE, column("rowid"))
+        fts_name: ColumnElement[Any] = literal_column(FTS_TABLE)
+        expression = _fts_expression(words)
+
+        def newest(fts_query: str, name: str) -> _AnySelect:
+            return (
+                select(Version.id)
+                .select_from(fts)
+                .join(Version, Version.id == fts.c.rowid)
+                .where(fts_name.op("MATCH")(bindparam(name, fts_query)), *clauses)
+                .order_by(fts.c.rowid.desc())
+                .limit(RANK_CANDIDATES)
+            )
+
+        candidates = union(
+            newest("{name keywords} : (" + expression + ")", "fts_strong").subquery().select(),
+            newest(expression, "fts_any").subquery().select(),
+        ).cte("candidates")
+        rank = func.bm25(fts_name, *_BM25_WEIGHTS)
         hits = (
-            select(fts.c.rowid.label("vid"), bm25.label("rank"))
-            .where(fts_name.op("MATCH")(bindparam("fts_query", expression)))
+            select(fts.c.rowid.label("vid"), rank.label("rank"))
+            .where(
+                fts_name.op("MATCH")(bindparam("fts_query", expression)),
+                # a rowid range FTS5 seeks to: the doclist walk starts at the oldest candidate
+                fts.c.rowid >= select(func.min(candidates.c.id)).scalar_subquery(),
+                # "+ 0": not a rowid constraint for FTS5, which would re-run the MATCH once per
+                # candidate; the one MATCH walks its doclist and tests membership instead
+                (fts.c.rowid + 0).in_(select(candidates.c.id)),
+            )
             .subquery("hits")
         )
-        rank = hits.c.rank
-        return select(Version.id, rank).join(hits, hits.c.vid == Version.id), rank
-    if dialect == "postgresql":
+        vid, rank_col = hits.c.vid, hits.c.rank
+        stmt = select(vid, rank_col)
+    elif dialect == "postgresql":
         vector: ColumnElement[Any] = literal_column("version.search_vector")
-        tsquery = func.websearch_to_tsquery(
-            literal_column("'simple'::regconfig"), bindparam("ts_query", " ".join(words))
+        tsquery = _tsquery(words)
+        pool = (
+            select(Version.id)
+            .where(vector.op("@@")(tsquery), *clauses)
+            .order_by(Version.id.desc())
+            .limit(RANK_CANDIDATES)
+            .subquery("pool")
         )
-        rank_pg = (-func.ts_rank(vector, tsquery)).cast(Double)  # float8: the cursor's float compares exactly
-        return select(Version.id, rank_pg).where(vector.op("@@")(tsquery)), rank_pg
-    raise InvalidInputError(f"text search is not supported on {dialect}", code="BAD_PARAMETER")
+        # float8: the cursor's float compares exactly
+        rank_pg = (-func.ts_rank(vector, tsquery)).cast(Double).label("rank")
+        hits = select(Version.id.label("vid"), rank_pg).join(pool, pool.c.id == Version.id).subquery("hits")
+        vid, rank_col = hits.c.vid, hits.c.rank
+        stmt = select(vid, rank_col)
+    else:
+        raise InvalidInputError(f"text search is not supported on {dialect}", code="BAD_PARAMETER")
+    if after is not None:
+        stmt = stmt.where(tuple_(rank_col, vid) > tuple_(after[0], after[1]))
+    return stmt.order_by(rank_col, vid)
 
 
 def _after_created(created: str | None, last_id: int, *, nulls_last: bool) -> ColumnElement[bool]:

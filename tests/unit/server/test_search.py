@@ -471,3 +471,39 @@ def test_activity_counts_pulls_per_version(session: Session) -> None:
     assert {p.version: p.pulls for p in summary.pulls} == {"0.1.0": 3, "0.2.0": 0}
     assert len(summary.recent) == 4
     assert summary.recent[0].timestamp > summary.recent[-1].timestamp
+
+
+def test_relevance_ranks_a_bounded_candidate_set(session: Session, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only the newest RANK_CANDIDATES matches (SQLite: plus the newest name/keyword hits) are
+    ranked; the cursor walks exactly that set, best first."""
+    every = run(session, "sensor", sort="created", limit=100)
+    assert len(every.items) > 6
+    monkeypatch.setattr(svc, "RANK_CANDIDATES", 3)
+    ranked = run(session, "sensor", limit=100)
+    got = names(ranked)
+    sqlite = session.get_bind().dialect.name == "sqlite"
+    assert 3 <= len(got) <= (6 if sqlite else 3)
+    newest_ids = session.scalars(
+        select(Version.id).where(Version.id.in_(svc_ids(session, every))).order_by(Version.id.desc()).limit(3)
+    ).all()
+    newest = {f"{v.name}:{v.tag}" for v in session.scalars(select(Version).where(Version.id.in_(newest_ids)))}
+    assert newest <= set(got)
+    scores = [i.score for i in ranked.items]
+    assert scores == sorted(scores, reverse=True)
+    seen: list[str] = []
+    cursor = None
+    while True:
+        page = run(session, "sensor", limit=2, cursor=cursor)
+        seen += names(page)
+        cursor = page.next_cursor
+        if cursor is None:
+            break
+    assert seen == got
+    filtered = run(session, "sensor", limit=100, platform="linux/arm64")
+    assert filtered.items and all("linux/arm64" in i.platforms for i in filtered.items)
+
+
+def svc_ids(session: Session, page: Any) -> list[int]:
+    wanted = {(i.repository, i.version) for i in page.items}
+    rows = session.execute(select(Version.id, Version.name, Version.tag)).all()
+    return [vid for vid, name, tag in rows if (name, tag) in wanted]

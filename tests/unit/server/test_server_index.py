@@ -223,3 +223,17 @@ def test_errors_are_json_without_tracebacks() -> None:
     assert status == 400 and body["error"]["code"] == "MALFORMED_NOTIFICATION"
     status, body = asyncio.run(call("POST", "/events", b'{"events": []}', {"Authorization": "Bearer s"}))
     assert status == 200 and body["received"] == 0
+
+
+def test_blob_cache_is_a_bounded_lru() -> None:
+    from ecr_oci.server.services.index import BlobCache
+
+    cache = BlobCache(max_entries=2, max_item=4)
+    cache.put(("r", "a"), b"1")
+    cache.put(("r", "b"), b"2")
+    assert cache.get(("r", "a")) == b"1"  # a is now the most recent
+    cache.put(("r", "c"), b"3")
+    assert cache.get(("r", "b")) is None and cache.get(("r", "a")) == b"1"
+    cache.put(("r", "big"), b"12345")  # over max_item: not kept
+    assert cache.get(("r", "big")) is None
+    assert cache.get(("other", "a")) is None  # per repository

@@ -1,0 +1,221 @@
+"""The notification handler's shortcuts, in process, against a real registry: what each event
+costs in registry round trips (counted from the registry's own log) and database transactions,
+and that skipping work never changes what the index ends up saying."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, event, select
+
+from ecr_oci.devenv import LocalRegistry
+from ecr_oci.devenv.registry import LoggedResponse
+from ecr_oci.digest import Digest
+from ecr_oci.mediatypes import MediaType
+from ecr_oci.oci.registry import RegistryClient
+from ecr_oci.server.db.engine import make_engine, session_factory
+from ecr_oci.server.db.migrate import upgrade
+from ecr_oci.server.db.models import Event, ManifestRow, Repository, Tag, Version
+from ecr_oci.server.services.activity import NotificationEnvelope
+from ecr_oci.server.services.index import BlobCache
+from ecr_oci.server.services.notifications import TAG_SETTLE_S, handle_events
+
+pytestmark = pytest.mark.integration
+
+
+@dataclass
+class Env:
+    registry: LocalRegistry
+    client: RegistryClient
+    engine: Engine
+    repository: str
+
+    def handle(self, *events: dict[str, Any]) -> dict[str, int]:
+        envelope = NotificationEnvelope.model_validate({"events": list(events)})
+        return handle_events(
+            envelope.events, session_factory(self.engine, write=True), self.client, cache=BlobCache()
+        )
+
+    def requests(self, since: int) -> list[LoggedResponse]:
+        """The registry's requests for this test's repository after log offset ``since``."""
+        time.sleep(0.3)  # the registry logs a request just after its response went out
+        return [r for r in self.registry.responses(since) if f"/{self.repository}/" in r.path]
+
+    def tags(self) -> dict[str, str]:
+        with session_factory(self.engine)() as session:
+            return {
+                t.name: t.digest
+                for t in session.scalars(
+                    select(Tag).join(Repository).where(Repository.name == self.repository)
+                )
+            }
+
+    def versions(self) -> dict[str, str]:
+        with session_factory(self.engine)() as session:
+            return {
+                v.tag: v.image_digest
+                for v in session.scalars(
+                    select(Version).join(Repository).where(Repository.name == self.repository)
+                )
+            }
+
+
+@pytest.fixture
+def env(registry: LocalRegistry, tmp_path: Path) -> Iterator[Env]:
+    engine = make_engine(f"sqlite:///{tmp_path}/index.db")
+    upgrade(engine)
+    with RegistryClient(registry.host, insecure=True) as client:
+        yield Env(registry, client, engine, f"notify/t-{uuid.uuid4().hex[:8]}")
+    engine.dispose()
+
+
+def push_image(env: Env, tag: str, n: int) -> str:
+    layer = env.client.push_blob_bytes(env.repository, f"layer-{n}".encode())
+    config = env.client.push_blob_bytes(
+        env.repository,
+        json.dumps({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers"}, "n": n}).encode(),
+    )
+    manifest = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": str(MediaType.OCI_MANIFEST),
+            "config": {
+                "mediaType": "application/vnd.oci.image.config.v1+json",
+                "digest": str(config.digest),
+                "size": config.size,
+            },
+            "layers": [
+                {
+                    "mediaType": "application/vnd.oci.image.layer.v1.tar",
+                    "digest": str(layer.digest),
+                    "size": layer.size,
+                }
+            ],
+        }
+    ).encode()
+    env.client.put_manifest(env.repository, tag, manifest, str(MediaType.OCI_MANIFEST))
+    return str(Digest.of(manifest))
+
+
+def push_event(env: Env, digest: str, tag: str | None = None, action: str = "push") -> dict[str, Any]:
+    target: dict[str, Any] = {
+        "mediaType": str(MediaType.OCI_MANIFEST),
+        "digest": digest,
+        "repository": env.repository,
+    }
+    if tag is not None:
+        target["tag"] = tag
+    return {
+        "id": uuid.uuid4().hex,
+        "timestamp": "2024-01-01T00:00:00Z",
+        "action": action,
+        "target": target,
+        "request": {"method": "PUT" if action == "push" else "GET", "useragent": "test"},
+    }
+
+
+def test_new_tag_costs_one_manifest_and_one_config_read(env: Env) -> None:
+    digest = push_image(env, "0.1.0", 1)
+    offset = env.registry.log_offset()
+    assert env.handle(push_event(env, digest, "0.1.0"))["indexed"] == 1
+    made = [(r.method, r.path.split("/")[-2]) for r in env.requests(offset)]
+    # the tag's current target and the manifest in one GET (no HEAD first), then the config
+    assert sorted(made) == [("GET", "blobs"), ("GET", "manifests")]
+    assert env.versions() == {"0.1.0": digest}
+
+
+def test_replayed_push_and_indexed_digest_cost_no_registry_read(env: Env) -> None:
+    digest = push_image(env, "0.1.0", 1)
+    env.handle(push_event(env, digest, "0.1.0"))
+    before = (env.tags(), env.versions())
+    offset = env.registry.log_offset()
+    result = env.handle(push_event(env, digest, "0.1.0"), push_event(env, digest))  # by tag, by digest
+    assert result == {"recorded": 2, "indexed": 2, "deferred": 0}
+    assert env.requests(offset) == []
+    assert (env.tags(), env.versions()) == before
+
+
+def test_pull_events_only_record_activity(env: Env) -> None:
+    digest = push_image(env, "0.1.0", 1)
+    offset = env.registry.log_offset()
+    result = env.handle(push_event(env, digest, "0.1.0", action="pull"))
+    assert result == {"recorded": 1, "indexed": 0, "deferred": 0}
+    assert env.requests(offset) == []
+    assert env.tags() == {}
+    with session_factory(env.engine)() as session:
+        assert session.scalar(select(Event.action).where(Event.repository == env.repository)) == "pull"
+
+
+def test_moved_tag_is_followed_and_a_stale_event_is_not(env: Env) -> None:
+    first = push_image(env, "latest", 1)
+    env.handle(push_event(env, first, "latest"))
+    second = push_image(env, "latest", 2)  # the tag moves
+    offset = env.registry.log_offset()
+    env.handle(push_event(env, second, "latest"))
+    assert env.tags() == {"latest": second}
+    assert sorted(r.method for r in env.requests(offset)) == ["GET", "GET"]  # manifest + config
+    # the first push's event arrives late: the index differs from it, so the tag is re-read
+    offset = env.registry.log_offset()
+    env.handle(push_event(env, first, "latest"))
+    assert env.tags() == {"latest": second}
+    # only reads of the tag (repeated while it disagrees with the event: the registry notifies
+    # before it writes the tag); its manifest is indexed already, so nothing else
+    made = [(r.method, r.path.split("/")[-2]) for r in env.requests(offset)]
+    assert made == [("GET", "manifests")] * (1 + len(TAG_SETTLE_S))
+
+
+def test_late_push_of_a_deleted_tag_does_not_bring_it_back(env: Env) -> None:
+    digest = push_image(env, "0.1.0", 1)
+    env.client.delete_manifest(env.repository, Digest.parse(digest))
+    env.handle(push_event(env, digest, "0.1.0"))
+    assert env.tags() == {}
+    assert env.versions() == {}
+
+
+def test_one_write_transaction_per_batch(env: Env) -> None:
+    events = [push_event(env, push_image(env, f"0.1.{i}", i), f"0.1.{i}") for i in range(5)]
+    begins: list[str] = []
+    listener = lambda conn: begins.append("begin")  # noqa: E731
+    event.listen(env.engine, "begin", listener)
+    try:
+        result = env.handle(*events, *events)  # replays in the same batch too
+    finally:
+        event.remove(env.engine, "begin", listener)
+    assert result == {"recorded": 5, "indexed": 10, "deferred": 0}
+    assert len(begins) == 2  # one read to plan, one write for activity and index
+    assert set(env.versions()) == {f"0.1.{i}" for i in range(5)}
+    with session_factory(env.engine)() as session:
+        count = len(
+            list(
+                session.scalars(select(ManifestRow).join(Repository).where(Repository.name == env.repository))
+            )
+        )
+    assert count == 5
+
+
+def test_cosign_signature_tag_is_indexed(env: Env) -> None:
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from ecr_oci.reference import Reference
+    from ecr_oci.signing.sign import sign_image
+
+    digest = push_image(env, "0.1.0", 1)
+    env.handle(push_event(env, digest, "0.1.0"))
+    sign_image(
+        env.client,
+        Reference.parse(f"{env.registry.host}/{env.repository}:0.1.0"),
+        ec.generate_private_key(ec.SECP256R1()),
+        bundle_format=True,
+    )
+    sig_tag = "sha256-" + digest.split(":")[1] + ".sig"
+    sig = env.client.head_manifest(env.repository, sig_tag)
+    assert sig is not None
+    assert env.handle(push_event(env, str(sig.digest), sig_tag))["indexed"] == 1
+    assert env.tags().get(sig_tag) == str(sig.digest)
