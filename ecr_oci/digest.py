@@ -1,10 +1,10 @@
 """Content digests (OCI image-spec "descriptor" digests), computed while data streams.
 
-    >>> d = Digest.of(b"{}")
-    >>> str(d)
-    'sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a'
-    >>> Digest.parse(str(d)).hex[:8]
-    '44136fa3'
+>>> d = Digest.of(b"{}")
+>>> str(d)
+'sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a'
+>>> Digest.parse(str(d)).hex[:8]
+'44136fa3'
 """
 
 from __future__ import annotations
@@ -56,9 +56,7 @@ class Digest:
         """Raise :class:`DigestMismatchError` unless ``data`` hashes to this digest."""
         actual = hashlib.new(self.algorithm, data).hexdigest()
         if actual != self.hex:
-            raise DigestMismatchError(
-                f"{what}: content hashes to {self.algorithm}:{actual}, expected {self}"
-            )
+            raise DigestMismatchError(f"{what}: content hashes to {self.algorithm}:{actual}, expected {self}")
 
     @classmethod
     def __get_pydantic_core_schema__(cls, source: Any, handler: Any) -> core_schema.CoreSchema:

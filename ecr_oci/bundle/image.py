@@ -82,9 +82,7 @@ def select_platforms(
     Raises :class:`BundleSpecError` naming the platforms the base does offer.
     """
     offered = [
-        (d.platform, d)
-        for d in index.manifests
-        if d.platform is not None and d.platform.os != "unknown"
+        (d.platform, d) for d in index.manifests if d.platform is not None and d.platform.os != "unknown"
     ]
     if not requested:
         return offered
@@ -96,7 +94,8 @@ def select_platforms(
             raise BundleSpecError(
                 f"base image {base} has no {want} image (it offers: {names}); change "
                 "runtime.platforms or the base",
-                file="ecr.yaml", field="runtime.platforms",
+                file="ecr.yaml",
+                field="runtime.platforms",
             )
         chosen.append(match)
     return chosen
@@ -134,8 +133,9 @@ def derive_config(
         }
     )
     history = list(base.history or [])
-    history += [History(created=created, created_by=layer.created_by, comment="ecr-oci")
-                for layer in appended]
+    history += [
+        History(created=created, created_by=layer.created_by, comment="ecr-oci") for layer in appended
+    ]
     return base.model_copy(
         update={
             "created": created,

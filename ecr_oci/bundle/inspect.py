@@ -33,7 +33,9 @@ class ReferrerNode:
 
     def to_json_obj(self) -> dict[str, Any]:
         return {
-            "digest": str(self.digest), "artifactType": self.artifact_type, "size": self.size,
+            "digest": str(self.digest),
+            "artifactType": self.artifact_type,
+            "size": self.size,
             "annotations": self.annotations,
             "referrers": [child.to_json_obj() for child in self.children],
         }
@@ -62,8 +64,12 @@ class Inspection:
             "digest": str(self.digest),
             "mediaType": self.media_type,
             "platforms": [
-                {"platform": p.platform, "digest": str(p.digest), "size": p.size,
-                 "referrers": [r.to_json_obj() for r in p.referrers]}
+                {
+                    "platform": p.platform,
+                    "digest": str(p.digest),
+                    "size": p.size,
+                    "referrers": [r.to_json_obj() for r in p.referrers],
+                }
                 for p in self.platforms
             ],
             "referrers": [r.to_json_obj() for r in self.referrers],
@@ -77,10 +83,14 @@ def inspect_reference(client: RegistryClient, reference: Reference) -> Inspectio
     platforms = []
     if image.is_index:
         for entry in image.as_index().manifests:
-            platforms.append(PlatformInfo(
-                str(entry.platform) if entry.platform else "unknown", entry.digest, entry.size,
-                _tree(client, repository, entry.digest, MAX_DEPTH),
-            ))
+            platforms.append(
+                PlatformInfo(
+                    str(entry.platform) if entry.platform else "unknown",
+                    entry.digest,
+                    entry.size,
+                    _tree(client, repository, entry.digest, MAX_DEPTH),
+                )
+            )
     else:
         manifest = image.as_manifest()
         config = parse_config(client.get_blob(repository, manifest.config.digest))
@@ -95,8 +105,11 @@ def inspect_reference(client: RegistryClient, reference: Reference) -> Inspectio
     except NotFound:
         bundle = None
     return Inspection(
-        reference=str(reference), digest=image.digest, media_type=image.media_type,
-        platforms=platforms, referrers=_tree(client, repository, image.digest, MAX_DEPTH),
+        reference=str(reference),
+        digest=image.digest,
+        media_type=image.media_type,
+        platforms=platforms,
+        referrers=_tree(client, repository, image.digest, MAX_DEPTH),
         bundle=bundle,
     )
 
@@ -106,7 +119,9 @@ def _tree(client: RegistryClient, repository: str, subject: Digest, depth: int) 
         return []
     return [
         ReferrerNode(
-            digest=d.digest, artifact_type=d.artifactType, size=d.size,
+            digest=d.digest,
+            artifact_type=d.artifactType,
+            size=d.size,
             annotations=dict(d.annotations or {}),
             children=_tree(client, repository, d.digest, depth - 1),
         )

@@ -58,8 +58,12 @@ class PullResult:
     written: dict[str, int] = field(default_factory=dict)  # role -> bytes
 
     def to_json_obj(self) -> dict[str, object]:
-        return {"reference": self.reference, "bundle": str(self.bundle_digest),
-                "output": str(self.output), "written": self.written}
+        return {
+            "reference": self.reference,
+            "bundle": str(self.bundle_digest),
+            "output": str(self.output),
+            "written": self.written,
+        }
 
 
 def resolve_bundle(client: RegistryClient, reference: Reference) -> ResolvedBundle:
@@ -76,12 +80,12 @@ def resolve_bundle(client: RegistryClient, reference: Reference) -> ResolvedBund
         raise NotFound(
             f"{reference} has no ecr-oci bundle (no referrer of type {MediaType.BUNDLE}); "
             "was it pushed with `ecr-oci push`?",
-            url=f"{client.host}/{reference.repository}", status=404,
+            url=f"{client.host}/{reference.repository}",
+            status=404,
         )
     # several bundle manifests for one image: the same content pushed again with --force; the
     # newest wins
-    bundle = max(found, key=lambda d: (d.annotations or {}).get("org.opencontainers.image.created",
-                                                                ""))
+    bundle = max(found, key=lambda d: (d.annotations or {}).get("org.opencontainers.image.created", ""))
     raw = client.get_manifest(reference.repository, bundle.digest)
     manifest = raw.as_manifest(url=f"{client.host}/{reference.repository}@{bundle.digest}")
     config_bytes = client.get_blob(reference.repository, manifest.config.digest)
@@ -117,8 +121,13 @@ def pull_bundle(
             if role not in only or record is None or record.path is None:
                 continue
             written[role] = _write_layer(
-                client, resolved.reference.repository, descriptor, record.path, record.target,
-                staging, progress,
+                client,
+                resolved.reference.repository,
+                descriptor,
+                record.path,
+                record.target,
+                staging,
+                progress,
             )
         spec = resolved.config.spec.to_json()
         (staging / "ecr.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
@@ -132,23 +141,27 @@ def pull_bundle(
 
 
 def _write_layer(
-    client: RegistryClient, repository: str, descriptor: Descriptor, path: str,
-    target: str | None, staging: Path, progress: ProgressSink | None,
+    client: RegistryClient,
+    repository: str,
+    descriptor: Descriptor,
+    path: str,
+    target: str | None,
+    staging: Path,
+    progress: ProgressSink | None,
 ) -> int:
     destination = staging / path
     if not destination.resolve().is_relative_to(staging.resolve()):
         raise RegistryError(f"bundle layer path {path!r} escapes the output directory", url="")
     if progress:
         progress.start(path, descriptor.size)
-    chunks = client.iter_blob(
-        repository, descriptor.digest, progress=progress.advance if progress else None
-    )
+    chunks = client.iter_blob(repository, descriptor.digest, progress=progress.advance if progress else None)
     try:
         media_type = MediaType(descriptor.mediaType)
     except ValueError:
         raise RegistryError(
             f"bundle layer {descriptor.digest} has unknown media type {descriptor.mediaType!r}; "
-            "upgrade ecr-oci", url=f"{client.host}/{repository}",
+            "upgrade ecr-oci",
+            url=f"{client.host}/{repository}",
         ) from None
     if media_type == MediaType.PROFILE:
         destination.parent.mkdir(parents=True, exist_ok=True)
@@ -159,8 +172,11 @@ def _write_layer(
         return len(data)
     prefix = (target or "/data").strip("/") + "/"
     stats = extract_layer(
-        chunks, destination, media_type_compression=media_type.compression,
-        strip_prefix=prefix, expected_digest=descriptor.digest,
+        chunks,
+        destination,
+        media_type_compression=media_type.compression,
+        strip_prefix=prefix,
+        expected_digest=descriptor.digest,
     )
     if progress:
         progress.finish()

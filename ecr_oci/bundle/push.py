@@ -106,8 +106,13 @@ class PushResult:
             "version": self.version,
             "platforms": self.platforms,
             "layers": [
-                {"role": layer.role, "digest": str(layer.digest), "size": layer.size,
-                 "mediaType": layer.media_type, "uploaded": layer.uploaded}
+                {
+                    "role": layer.role,
+                    "digest": str(layer.digest),
+                    "size": layer.size,
+                    "mediaType": layer.media_type,
+                    "uploaded": layer.uploaded,
+                }
                 for layer in self.layers
             ],
             "bytesUploaded": self.bytes_uploaded,
@@ -126,9 +131,7 @@ class _BuiltLayer:
 
     def opener(self, epoch: int) -> Callable[[int], Iterable[bytes]]:
         def open_at(offset: int) -> Iterator[bytes]:
-            stream = layer_build.stream(
-                self.plan, compression=self.digests.compression, epoch=epoch
-            )
+            stream = layer_build.stream(self.plan, compression=self.digests.compression, epoch=epoch)
             return _skip(stream, offset)
 
         return open_at
@@ -198,8 +201,7 @@ def push_bundle(
         for base_layer in image.base_layers:
             pushed.copy_from(base_client, base_ref.repository, base_layer)
         pushed.small(image.config)
-        client.put_manifest(repository, image.manifest.digest, image.manifest.data,
-                            image.manifest.media_type)
+        client.put_manifest(repository, image.manifest.digest, image.manifest.data, image.manifest.media_type)
 
     if image_raw.is_index:
         client.put_manifest(repository, image_raw.digest, image_raw.data, image_raw.media_type)
@@ -209,7 +211,11 @@ def push_bundle(
         unchanged = True
     else:
         bundle_digest = _push_bundle_manifest(
-            pushed, loaded, built, [(i.platform, i.manifest) for i in images], image_raw,
+            pushed,
+            loaded,
+            built,
+            [(i.platform, i.manifest) for i in images],
+            image_raw,
             now=now or datetime.now(UTC),
         )
         unchanged = False
@@ -217,14 +223,22 @@ def push_bundle(
     signed = []
     if signer is not None:
         signed = _sign_and_attest(
-            client, Reference(registry=registry, repository=repository), image_raw, signer,
+            client,
+            Reference(registry=registry, repository=repository),
+            image_raw,
+            signer,
             provenance_inputs=dict(
-                source=spec.metadata.source, ecr_yaml_digest=Digest.of(loaded.raw),
-                base_image=base_ref, base_digest=base_raw.digest,
+                source=spec.metadata.source,
+                ecr_yaml_digest=Digest.of(loaded.raw),
+                base_image=base_ref,
+                base_digest=base_raw.digest,
                 platforms=[str(i.platform) for i in images],
                 compression={layer.role: layer.digests.compression for layer in built},
-                source_date_epoch=epoch, builder_version=package_version("ecr-oci"),
-                started_on=started, ci=ci, bundle_digest=bundle_digest,
+                source_date_epoch=epoch,
+                builder_version=package_version("ecr-oci"),
+                started_on=started,
+                ci=ci,
+                bundle_digest=bundle_digest,
                 layers={layer.role: layer.digests.digest for layer in built},
             ),
             already_pushed=unchanged,
@@ -233,18 +247,26 @@ def push_bundle(
         client.put_manifest(repository, tag, image_raw.data, image_raw.media_type)
 
     return PushResult(
-        repository=repository, registry=registry, version=tag,
-        image_digest=image_raw.digest, image_media_type=image_raw.media_type,
-        bundle_digest=bundle_digest, platforms=[str(i.platform) for i in images],
+        repository=repository,
+        registry=registry,
+        version=tag,
+        image_digest=image_raw.digest,
+        image_media_type=image_raw.media_type,
+        bundle_digest=bundle_digest,
+        platforms=[str(i.platform) for i in images],
         layers=[
             PushedLayer(
-                role=layer.role, digest=layer.digests.digest, size=layer.digests.size,
+                role=layer.role,
+                digest=layer.digests.digest,
+                size=layer.digests.size,
                 media_type=layer_media_type(layer.role, layer.digests.compression),
                 uploaded=layer.digests.digest in pushed.uploaded,
             )
             for layer in built
         ],
-        bytes_uploaded=pushed.bytes_uploaded, unchanged=unchanged, signed=signed,
+        bytes_uploaded=pushed.bytes_uploaded,
+        unchanged=unchanged,
+        signed=signed,
     )
 
 
@@ -270,9 +292,7 @@ def _build_layers(loaded: LoadedSpec, *, epoch: int, cache: LayerCache | None) -
 class _Uploader:
     """Uploads into one repository, remembering what it sent (for the result and no double work)."""
 
-    def __init__(
-        self, client: RegistryClient, repository: str, progress: ProgressSink | None
-    ) -> None:
+    def __init__(self, client: RegistryClient, repository: str, progress: ProgressSink | None) -> None:
         self.client = client
         self.repository = repository
         self.progress = progress
@@ -280,15 +300,16 @@ class _Uploader:
         self.present: set[Digest] = set()
         self.bytes_uploaded = 0
 
-    def blob(
-        self, digest: Digest, size: int, opener: Callable[[int], Iterable[bytes]], label: str
-    ) -> None:
+    def blob(self, digest: Digest, size: int, opener: Callable[[int], Iterable[bytes]], label: str) -> None:
         if digest in self.present:
             return
         if self.progress:
             self.progress.start(label, size)
         sent = self.client.push_blob(
-            self.repository, digest, size, opener,
+            self.repository,
+            digest,
+            size,
+            opener,
             progress=self.progress.advance if self.progress else None,
         )
         if self.progress:
@@ -310,13 +331,12 @@ class _Uploader:
         if self.client.blob_size(self.repository, layer.digest) is not None:
             self.present.add(layer.digest)
             return
-        if source is self.client and self.client.mount_blob(
-            self.repository, layer.digest, source_repository
-        ):
+        if source is self.client and self.client.mount_blob(self.repository, layer.digest, source_repository):
             self.present.add(layer.digest)
             return
         self.blob(
-            layer.digest, layer.size,
+            layer.digest,
+            layer.size,
             lambda offset: _skip(source.iter_blob(source_repository, layer.digest), offset),
             "base layer",
         )
@@ -346,23 +366,21 @@ def _assemble_platform_images(
     if base_raw.is_index:
         entries = select_platforms(base_raw.as_index(), requested, base=str(base_ref))
         bases = [
-            (platform, base_client.get_manifest(base_ref.repository, d.digest))
-            for platform, d in entries
+            (platform, base_client.get_manifest(base_ref.repository, d.digest)) for platform, d in entries
         ]
     else:
-        single = parse_config(
-            base_client.get_blob(base_ref.repository, base_raw.as_manifest().config.digest)
-        )
+        single = parse_config(base_client.get_blob(base_ref.repository, base_raw.as_manifest().config.digest))
         only = Platform(os=single.os, architecture=single.architecture, variant=single.variant)
-        select_platforms(
-            Index(manifests=[base_raw.descriptor(platform=only)]), requested, base=str(base_ref)
-        )
+        select_platforms(Index(manifests=[base_raw.descriptor(platform=only)]), requested, base=str(base_ref))
         bases = [(only, base_raw)]
 
     in_image = [
         AppendedLayer(
-            role=layer.role, digest=layer.digests.digest, diff_id=layer.digests.diff_id,
-            size=layer.digests.size, compression=layer.digests.compression,
+            role=layer.role,
+            digest=layer.digests.digest,
+            diff_id=layer.digests.diff_id,
+            size=layer.digests.size,
+            compression=layer.digests.compression,
             created_by=f"ecr-oci: {layer.role} {layer.path} -> {layer.target}",
         )
         for layer in built
@@ -373,15 +391,15 @@ def _assemble_platform_images(
     # carries their defaults so a plain ``podman run`` works, and a node overrides them with -e
     defaults = {i.env_name: _env_text(i.default) for i in spec.inputs if i.default is not None}
     settings = RuntimeSettings(
-        entrypoint=spec.runtime.entrypoint, cmd=spec.runtime.cmd,
-        env={**defaults, **spec.runtime.env}, workdir=spec.runtime.workdir,
+        entrypoint=spec.runtime.entrypoint,
+        cmd=spec.runtime.cmd,
+        env={**defaults, **spec.runtime.env},
+        workdir=spec.runtime.workdir,
     )
     images = []
     for platform, raw in bases:
         base_manifest = raw.as_manifest()
-        base_config = parse_config(
-            base_client.get_blob(base_ref.repository, base_manifest.config.digest)
-        )
+        base_config = parse_config(base_client.get_blob(base_ref.repository, base_manifest.config.digest))
         config_bytes = derive_config(
             base_config, appended=in_image, settings=settings, labels=labels, created=created
         ).to_bytes()
@@ -389,13 +407,19 @@ def _assemble_platform_images(
             mediaType=MediaType.OCI_CONFIG, digest=Digest.of(config_bytes), size=len(config_bytes)
         )
         manifest = derive_manifest(
-            base_manifest, config=config_desc, appended=in_image,
+            base_manifest,
+            config=config_desc,
+            appended=in_image,
             annotations=_image_annotations(spec, base_ref, raw.digest, created),
         ).to_bytes()
-        images.append(_PlatformImage(
-            platform, list(base_manifest.layers), config_bytes,
-            RawManifest(MediaType.OCI_MANIFEST, Digest.of(manifest), manifest),
-        ))
+        images.append(
+            _PlatformImage(
+                platform,
+                list(base_manifest.layers),
+                config_bytes,
+                RawManifest(MediaType.OCI_MANIFEST, Digest.of(manifest), manifest),
+            )
+        )
     return images
 
 
@@ -412,9 +436,13 @@ def _push_bundle_manifest(
     spec = loaded.spec
     records = [
         LayerRecord(
-            role=layer.role, mediaType=layer_media_type(layer.role, layer.digests.compression),
-            digest=layer.digests.digest, size=layer.digests.size, diffID=layer.digests.diff_id,
-            files=layer.digests.files, path=layer.path,
+            role=layer.role,
+            mediaType=layer_media_type(layer.role, layer.digests.compression),
+            digest=layer.digests.digest,
+            size=layer.digests.size,
+            diffID=layer.digests.diff_id,
+            files=layer.digests.files,
+            path=layer.path,
             target=layer.target if layer.role != "data" else None,
         )
         for layer in built
@@ -423,16 +451,19 @@ def _push_bundle_manifest(
         profile_bytes = (loaded.directory / spec.profile.path).read_bytes()
         profile = pushed.small(profile_bytes)
         records.append(
-            LayerRecord(role="profile", mediaType=MediaType.PROFILE, digest=profile.digest,
-                        size=profile.size, path=spec.profile.path)
+            LayerRecord(
+                role="profile",
+                mediaType=MediaType.PROFILE,
+                digest=profile.digest,
+                size=profile.size,
+                path=spec.profile.path,
+            )
         )
     config = BundleConfig(
         spec=spec,
-        image=ImageRef(mediaType=image_raw.media_type, digest=image_raw.digest,
-                       size=len(image_raw.data)),
+        image=ImageRef(mediaType=image_raw.media_type, digest=image_raw.digest, size=len(image_raw.data)),
         platforms=[
-            PlatformImage(os=p.os, architecture=p.architecture, variant=p.variant,
-                          digest=raw.digest)
+            PlatformImage(os=p.os, architecture=p.architecture, variant=p.variant, digest=raw.digest)
             for p, raw in images
         ],
         layers=records,
@@ -441,15 +472,19 @@ def _push_bundle_manifest(
         builder=Builder(version=package_version("ecr-oci")),
         ecrYamlDigest=Digest.of(loaded.raw),
     )
-    config_data = json.dumps(config.model_dump(mode="json", by_alias=True, exclude_none=True),
-                             separators=(",", ":"), sort_keys=True).encode()
+    config_data = json.dumps(
+        config.model_dump(mode="json", by_alias=True, exclude_none=True),
+        separators=(",", ":"),
+        sort_keys=True,
+    ).encode()
     config_desc = pushed.small(config_data)
     manifest = Manifest(
         artifactType=MediaType.BUNDLE,
         config=config_desc.model_copy(update={"mediaType": MediaType.BUNDLE_CONFIG}),
         layers=[
-            Descriptor(mediaType=r.mediaType, digest=r.digest, size=r.size,
-                       annotations={ROLE_ANNOTATION: r.role})
+            Descriptor(
+                mediaType=r.mediaType, digest=r.digest, size=r.size, annotations={ROLE_ANNOTATION: r.role}
+            )
             for r in records
         ],
         subject=image_raw.descriptor(),
@@ -499,9 +534,7 @@ def _existing_bundle(client: RegistryClient, repository: str, image: Digest) -> 
     return found[-1].digest if found else None
 
 
-def _image_labels(
-    spec: BundleSpec, base_ref: Reference, base_digest: Digest, created: str
-) -> dict[str, str]:
+def _image_labels(spec: BundleSpec, base_ref: Reference, base_digest: Digest, created: str) -> dict[str, str]:
     """OCI labels (image-spec annotations.md keys) plus ours, so ``podman inspect`` tells all."""
     meta = spec.metadata
     labels = {
@@ -531,9 +564,7 @@ def _image_labels(
     if runtime.requirements:
         labels["org.waggle-sensor.ecr.requirements"] = json.dumps(list(runtime.requirements))
     if runtime.resources is not None:
-        labels["org.waggle-sensor.ecr.resources"] = runtime.resources.model_dump_json(
-            exclude_none=True
-        )
+        labels["org.waggle-sensor.ecr.resources"] = runtime.resources.model_dump_json(exclude_none=True)
     if spec.inputs:
         labels["org.waggle-sensor.ecr.inputs"] = json.dumps(
             [i.model_dump(mode="json", exclude_none=True) for i in spec.inputs]

@@ -285,8 +285,7 @@ class Source(_Model):
     def _commit(cls, value: str | None) -> str | None:
         if value is not None and not _COMMIT_RE.match(value):
             raise ValueError(
-                f"{value!r} is not a full git commit id; use the 40 hex characters of "
-                "`git rev-parse HEAD`"
+                f"{value!r} is not a full git commit id; use the 40 hex characters of `git rev-parse HEAD`"
             )
         return value
 
@@ -329,9 +328,7 @@ class Runtime(_Model):
     def _platforms(cls, value: list[Platform] | None) -> list[Platform] | None:
         if value is not None:
             if not value:
-                raise ValueError(
-                    "list at least one platform, or omit the key for all of the base's"
-                )
+                raise ValueError("list at least one platform, or omit the key for all of the base's")
             duplicates = sorted({str(p) for p in value if value.count(p) > 1})
             if duplicates:
                 raise ValueError(f"platform {duplicates[0]} is listed twice; list each once")
@@ -342,9 +339,7 @@ class Runtime(_Model):
     def _env(cls, value: dict[str, str]) -> dict[str, str]:
         for key in value:
             if not _ENV_KEY_RE.match(key):
-                raise ValueError(
-                    f"{key!r} is not an environment variable name; use letters, digits and '_'"
-                )
+                raise ValueError(f"{key!r} is not an environment variable name; use letters, digits and '_'")
         return value
 
 
@@ -388,8 +383,7 @@ class Input(_Model):
             quoted = isinstance(value, str) and kind != "str"
             raise ValueError(
                 f"default {value!r} is not of type {kind}; write {example_kind[kind]} such as "
-                f"{example}"
-                + (" without quotes (YAML reads quoted values as text)" if quoted else "")
+                f"{example}" + (" without quotes (YAML reads quoted values as text)" if quoted else "")
             )
         return float(value) if kind == "float" else value
 

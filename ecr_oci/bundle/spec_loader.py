@@ -93,9 +93,7 @@ def load_spec(directory: Path, *, git: bool = True) -> LoadedSpec:
     try:
         spec = BundleSpec.model_validate(data)
     except ValidationError as err:
-        raise _first_error(
-            [_from_pydantic(detail, index) for detail in err.errors()], path
-        ) from None
+        raise _first_error([_from_pydantic(detail, index) for detail in err.errors()], path) from None
     _check_paths(spec, directory, path, index.lines)
     if git:
         spec = _fill_source(spec, directory)
@@ -120,8 +118,7 @@ def _read_spec_file(directory: Path, path: Path) -> bytes:
         info = path.stat()
     except FileNotFoundError:
         raise BundleSpecError(
-            f"no {SPEC_FILE} in {directory}; write a commented starter with "
-            f"`ecr-oci init {directory}`",
+            f"no {SPEC_FILE} in {directory}; write a commented starter with `ecr-oci init {directory}`",
             file=str(path),
         ) from None
     if not stat.S_ISREG(info.st_mode):
@@ -211,8 +208,7 @@ def _index_yaml(root: yaml.Node | None, path: Path) -> _YamlIndex:
                 key, line = key_node.value, key_node.start_mark.line + 1
                 if key in first_seen and key != "<<":
                     raise BundleSpecError(
-                        f"key {key!r} appears twice (first on line {first_seen[key]}); "
-                        "keep one of them",
+                        f"key {key!r} appears twice (first on line {first_seen[key]}); keep one of them",
                         file=str(path),
                         line=line,
                         field=_field_name((*at, key)),
@@ -276,9 +272,7 @@ def _from_pydantic(detail: ErrorDetails, index: _YamlIndex) -> BundleSpecError:
     elif kind == "string_type" and isinstance(value, bool | int | float):
         text = written if written is not None else str(value)
         kind_name = {"bool": "a bool", "int": "an int", "float": "a float"}[type(value).__name__]
-        message = (
-            f'expected text but YAML reads {text} as {kind_name}; put the value in quotes: "{text}"'
-        )
+        message = f'expected text but YAML reads {text} as {kind_name}; put the value in quotes: "{text}"'
     elif kind == "string_type":
         message = f"expected text, got {shown}"
     elif kind == "list_type":
@@ -304,9 +298,7 @@ def _first_error(errors: list[BundleSpecError], path: Path) -> BundleSpecError:
     first = ordered[0]
     more = len(ordered) - 1
     suffix = f" (and {more} more error{'s' if more > 1 else ''})" if more else ""
-    return BundleSpecError(
-        first.message + suffix, file=str(path), line=first.line, field=first.field
-    )
+    return BundleSpecError(first.message + suffix, file=str(path), line=first.line, field=first.field)
 
 
 def _unwrap(annotation: Any) -> Any:
@@ -360,9 +352,7 @@ def _check_paths(spec: BundleSpec, directory: Path, path: Path, lines: dict[Loc,
             _check_one(role, relative, directory, root)
         except _PathProblem as problem:
             errors.append(
-                BundleSpecError(
-                    str(problem), file="", line=_line_for(loc, lines), field=f"{role}.path"
-                )
+                BundleSpecError(str(problem), file="", line=_line_for(loc, lines), field=f"{role}.path")
             )
     if errors:
         raise _first_error(errors, path)
@@ -383,8 +373,7 @@ def _check_one(role: str, relative: str, directory: Path, root: Path) -> None:
         resolved = candidate.resolve(strict=True)
     except (OSError, RuntimeError):  # missing target, or a loop (RuntimeError before 3.13)
         raise _PathProblem(
-            f"{relative!r} is a broken symlink (or a symlink loop); "
-            "point it at a file in the bundle"
+            f"{relative!r} is a broken symlink (or a symlink loop); point it at a file in the bundle"
         ) from None
     if not resolved.is_relative_to(root):
         raise _PathProblem(
@@ -415,9 +404,7 @@ def _check_profile_json(relative: str, resolved: Path) -> None:
     except UnicodeDecodeError:
         raise _PathProblem(f"{relative!r} is not UTF-8 JSON; save it as UTF-8") from None
     if not isinstance(document, dict):
-        raise _PathProblem(
-            f"{relative!r} must hold a JSON object ({{...}}), not {type(document).__name__}"
-        )
+        raise _PathProblem(f"{relative!r} must hold a JSON object ({{...}}), not {type(document).__name__}")
 
 
 # --- source from git ---------------------------------------------------------------------------
@@ -456,9 +443,7 @@ def git_source(directory: Path) -> Source | None:
     """
     if _git(directory, "rev-parse", "--is-inside-work-tree") != "true":
         return None
-    commit = _git(directory, "log", "-1", "--format=%H", "--", ".") or _git(
-        directory, "rev-parse", "HEAD"
-    )
+    commit = _git(directory, "log", "-1", "--format=%H", "--", ".") or _git(directory, "rev-parse", "HEAD")
     if commit is None:
         return None
     remote = _git(directory, "config", "--get", "remote.origin.url")

@@ -29,8 +29,7 @@ def auth_file_candidates() -> list[Path]:
     if os.environ.get("XDG_RUNTIME_DIR"):
         found.append(Path(os.environ["XDG_RUNTIME_DIR"]) / "containers" / "auth.json")
     docker_dir = os.environ.get("DOCKER_CONFIG")
-    found.append(Path(docker_dir) / "config.json" if docker_dir else Path.home() / ".docker" /
-                 "config.json")
+    found.append(Path(docker_dir) / "config.json" if docker_dir else Path.home() / ".docker" / "config.json")
     return found
 
 
@@ -79,11 +78,13 @@ class Connector:
 def registry_options(command: F) -> F:
     """Adds ``--insecure`` and ``--authfile`` and passes ``registry_options: RegistryOptions``."""
     command = click.option(
-        "--authfile", type=click.Path(dir_okay=False, path_type=Path),
+        "--authfile",
+        type=click.Path(dir_okay=False, path_type=Path),
         help="Credentials file (docker config.json format). Default: podman's, then docker's.",
     )(command)
     command = click.option(
-        "--insecure", is_flag=True,
+        "--insecure",
+        is_flag=True,
         help="Talk plain HTTP to the registry (local test registries such as 127.0.0.1:5000).",
     )(command)
     return command

@@ -21,8 +21,13 @@ class BarProgress:
         self.finish()
         if self._enabled and total >= self.MIN_BAR_BYTES:
             self._bar = tqdm(
-                total=total, desc=label, unit="B", unit_scale=True, unit_divisor=1024,
-                leave=False, disable=None,
+                total=total,
+                desc=label,
+                unit="B",
+                unit_scale=True,
+                unit_divisor=1024,
+                leave=False,
+                disable=None,
             )
 
     def advance(self, amount: int) -> None:

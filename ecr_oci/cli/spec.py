@@ -48,9 +48,7 @@ def validate(directory: Path, as_json: bool) -> None:
 
 @cli.command()
 @click.argument("directory", type=click.Path(path_type=Path))
-@click.option(
-    "--namespace", default="waggle", show_default=True, help="Owner of the plugin (user or team)."
-)
+@click.option("--namespace", default="waggle", show_default=True, help="Owner of the plugin (user or team).")
 @click.option(
     "--name", default=None, help="Plugin name [default: DIRECTORY's name, lower-cased and cleaned]."
 )

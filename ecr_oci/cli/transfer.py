@@ -41,13 +41,22 @@ def _size(n: int) -> str:
 @click.option("--force", is_flag=True, help="Move the version tag even if it has other content.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
 @click.option("--no-cache", is_flag=True, help="Re-hash every file (ignore the layer cache).")
-@click.option("--sign-key", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Sign the image and each platform manifest with this cosign.key "
-                   "(password from $COSIGN_PASSWORD or a prompt).")
+@click.option(
+    "--sign-key",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Sign the image and each platform manifest with this cosign.key "
+    "(password from $COSIGN_PASSWORD or a prompt).",
+)
 @registry_options
 def push(
-    directory: Path, registry: str, force: bool, as_json: bool, no_cache: bool,
-    sign_key: Path | None, insecure: bool, authfile: Path | None,
+    directory: Path,
+    registry: str,
+    force: bool,
+    as_json: bool,
+    no_cache: bool,
+    sign_key: Path | None,
+    insecure: bool,
+    authfile: Path | None,
 ) -> None:
     """Build DIRECTORY's bundle and push it to REGISTRY as NS/NAME:VERSION.
 
@@ -74,9 +83,15 @@ def push(
         signer, ci = load_signing_key(sign_key), ci_context_from_env(os.environ)
     with options.connector() as connect:
         result = push_bundle(
-            directory, registry=registry, connect=connect, force=force,
-            epoch=source_date_epoch(), cache=cache, progress=BarProgress(enabled=not as_json),
-            signer=signer, ci=ci,
+            directory,
+            registry=registry,
+            connect=connect,
+            force=force,
+            epoch=source_date_epoch(),
+            cache=cache,
+            progress=BarProgress(enabled=not as_json),
+            signer=signer,
+            ci=ci,
         )
     if as_json:
         echo_json(result.to_json_obj())
@@ -90,16 +105,26 @@ def push(
         click.echo(f"  {layer.role:<9} {_size(layer.size):>10}  {layer.digest}  ({note})")
     click.echo(f"  sent      {_size(result.bytes_uploaded)}")
     if result.signed:
-        click.echo(f"  signed    {len(result.signed)} manifest(s) with {sign_key}, "
-                   "and attested its SLSA provenance")
+        click.echo(
+            f"  signed    {len(result.signed)} manifest(s) with {sign_key}, and attested its SLSA provenance"
+        )
 
 
 @cli.command()
 @click.argument("reference")
-@click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
-              help="Directory to create (must not exist, or be empty).")
-@click.option("--only", default=",".join(ROLES), show_default=True,
-              help="Comma-separated roles to fetch: code, model, data, profile.")
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Directory to create (must not exist, or be empty).",
+)
+@click.option(
+    "--only",
+    default=",".join(ROLES),
+    show_default=True,
+    help="Comma-separated roles to fetch: code, model, data, profile.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
 @registry_options
 def pull(
@@ -120,8 +145,9 @@ def pull(
     roles = {part.strip() for part in only.split(",") if part.strip()}
     unknown = roles - set(ROLES)
     if unknown:
-        raise click.BadParameter(f"unknown role(s) {', '.join(sorted(unknown))}; use "
-                                 f"{', '.join(ROLES)}", param_hint="--only")
+        raise click.BadParameter(
+            f"unknown role(s) {', '.join(sorted(unknown))}; use {', '.join(ROLES)}", param_hint="--only"
+        )
     ref = Reference.parse(reference)
     bar = BarProgress(enabled=not as_json)
     with RegistryOptions(insecure=insecure, authfile=authfile).connector() as connect:

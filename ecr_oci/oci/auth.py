@@ -127,9 +127,7 @@ class RegistryAuth(httpx.Auth):
     def _token_request(self, params: dict[str, str], scopes: list[str]) -> httpx.Request:
         if "realm" not in params:
             raise AuthError("registry sent a Bearer challenge without a realm", url="")
-        query: list[tuple[str, str | int | float | bool | None]] = [
-            ("service", params.get("service", ""))
-        ]
+        query: list[tuple[str, str | int | float | bool | None]] = [("service", params.get("service", ""))]
         query += [("scope", scope) for scope in scopes]
         headers = {}
         if self._credentials is not None:
@@ -141,8 +139,7 @@ class RegistryAuth(httpx.Auth):
     def _parse_token(response: httpx.Response) -> _Token:
         url = redact_url(str(response.request.url))
         if response.status_code in (401, 403):
-            raise AuthError("the token server refused the credentials", url=url,
-                            status=response.status_code)
+            raise AuthError("the token server refused the credentials", url=url, status=response.status_code)
         if response.status_code != 200:
             raise AuthError("the token server failed", url=url, status=response.status_code)
         try:

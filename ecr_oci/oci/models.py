@@ -23,9 +23,7 @@ from ecr_oci.digest import Digest
 from ecr_oci.errors import InputTooLargeError, RegistryError
 from ecr_oci.mediatypes import MediaType
 
-EMPTY_CONFIG_DIGEST = Digest.parse(
-    "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"
-)
+EMPTY_CONFIG_DIGEST = Digest.parse("sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a")
 #: distribution 2.8 refuses manifests over 4 MiB (REFERENCE.md); we refuse to parse bigger ones.
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024
 

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-SAFE_QUERY_KEYS = frozenset(
-    {"digest", "mount", "from", "n", "last", "artifactType", "service", "scope"}
-)
+SAFE_QUERY_KEYS = frozenset({"digest", "mount", "from", "n", "last", "artifactType", "service", "scope"})
 
 
 def redact_url(url: str) -> str:

@@ -50,8 +50,11 @@ def list_referrers(
 ) -> list[Descriptor]:
     """Descriptors of the manifests whose ``subject`` is ``subject`` (filtered by artifact type)."""
     response = client.send_raw(
-        "GET", f"/v2/{repository}/referrers/{subject}", what=f"list referrers of {subject}",
-        ok=(200, 404), params={"artifactType": artifact_type} if artifact_type else None,
+        "GET",
+        f"/v2/{repository}/referrers/{subject}",
+        what=f"list referrers of {subject}",
+        ok=(200, 404),
+        params={"artifactType": artifact_type} if artifact_type else None,
         headers={"Accept": MediaType.OCI_INDEX},
     )
     if response.status_code == 200 and response.headers.get("Content-Type", "").startswith(
@@ -110,7 +113,9 @@ def _fallback_index(client: RegistryClient, repository: str, subject: Digest) ->
 
 def _descriptor_of(manifest: Manifest, digest: Digest, size: int) -> Descriptor:
     return Descriptor(
-        mediaType=manifest.mediaType, digest=digest, size=size,
+        mediaType=manifest.mediaType,
+        digest=digest,
+        size=size,
         artifactType=manifest.artifactType or manifest.config.mediaType,
         annotations=manifest.annotations,
     )

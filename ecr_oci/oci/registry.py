@@ -120,9 +120,7 @@ class RegistryClient:
             if stream:
                 response.read()
             codes = _error_codes(response)
-            temporary = response.status_code in _TEMPORARY_STATUS or bool(
-                _TEMPORARY_CODES & set(codes)
-            )
+            temporary = response.status_code in _TEMPORARY_STATUS or bool(_TEMPORARY_CODES & set(codes))
             if temporary and attempt + 1 < attempts:
                 time.sleep(self._backoff * 2**attempt)
                 continue
@@ -140,7 +138,9 @@ class RegistryClient:
     def blob_size(self, repository: str, digest: Digest) -> int | None:
         """The blob's size if the repository has it (HEAD), else ``None``."""
         response = self._send(
-            "HEAD", self._url(f"/v2/{repository}/blobs/{digest}"), what=f"check blob {digest}",
+            "HEAD",
+            self._url(f"/v2/{repository}/blobs/{digest}"),
+            what=f"check blob {digest}",
             not_found_ok=True,
         )
         if response.status_code == 404:
@@ -197,29 +197,39 @@ class RegistryClient:
         what = f"upload blob {digest} to {repository}"
 
         def new_session() -> str:
-            start = self._send(
-                "POST", self._url(f"/v2/{repository}/blobs/uploads/"), what=what, ok=(202,)
-            )
+            start = self._send("POST", self._url(f"/v2/{repository}/blobs/uploads/"), what=what, ok=(202,))
             return self._location(start)
 
         if size <= self.monolithic_limit:
             body = b"".join(opener(0))
             self._send(
-                "PUT", _with_digest(new_session(), digest), content=body, what=what,
-                ok=(201,), headers={"Content-Type": "application/octet-stream"},
+                "PUT",
+                _with_digest(new_session(), digest),
+                content=body,
+                what=what,
+                ok=(201,),
+                headers={"Content-Type": "application/octet-stream"},
             )
             if progress:
                 progress(size)
             return True
         location = self._upload_chunks(new_session, size, opener, what=what, progress=progress)
         self._send(
-            "PUT", _with_digest(location, digest), what=what, ok=(201,),
+            "PUT",
+            _with_digest(location, digest),
+            what=what,
+            ok=(201,),
             headers={"Content-Length": "0"},
         )
         return True
 
     def _upload_chunks(
-        self, new_session: Callable[[], str], size: int, opener: BlobOpener, *, what: str,
+        self,
+        new_session: Callable[[], str],
+        size: int,
+        opener: BlobOpener,
+        *,
+        what: str,
         progress: Progress | None,
     ) -> str:
         """PATCH the blob in chunks, resuming after dropped connections; returns the final URL."""
@@ -232,7 +242,11 @@ class RegistryClient:
                 while offset < size:
                     length = min(self.chunk_size, size - offset)
                     response = self._send(
-                        "PATCH", location, what=what, ok=(202,), retry=False,
+                        "PATCH",
+                        location,
+                        what=what,
+                        ok=(202,),
+                        retry=False,
                         content=_take(source, length, progress),
                         headers={
                             "Content-Type": "application/octet-stream",
@@ -273,13 +287,18 @@ class RegistryClient:
             if fallback is not None:
                 return fallback
             raise RegistryError(
-                "registry sent no upload Location", url=redact_url(str(response.url)),
+                "registry sent no upload Location",
+                url=redact_url(str(response.url)),
                 status=response.status_code,
             )
         return str(urljoin(str(response.url), location))
 
     def iter_blob(
-        self, repository: str, digest: Digest, *, progress: Progress | None = None,
+        self,
+        repository: str,
+        digest: Digest,
+        *,
+        progress: Progress | None = None,
         chunk_size: int = 1 << 20,
     ) -> Iterator[bytes]:
         """Stream a blob, hashing on the fly; raises DigestMismatchError after the last chunk if the
@@ -324,7 +343,10 @@ class RegistryClient:
         """Fetch a manifest or index by tag or digest, with the full Accept list (REFERENCE.md)."""
         url = self._url(f"/v2/{repository}/manifests/{reference}")
         response = self._send(
-            "GET", url, what=f"fetch manifest {repository}:{reference}", stream=True,
+            "GET",
+            url,
+            what=f"fetch manifest {repository}:{reference}",
+            stream=True,
             headers={"Accept": MANIFEST_ACCEPT},
         )
         try:
@@ -350,8 +372,10 @@ class RegistryClient:
     def head_manifest(self, repository: str, reference: str | Digest) -> Descriptor | None:
         """The descriptor of a tag or digest, or ``None`` when absent."""
         response = self._send(
-            "HEAD", self._url(f"/v2/{repository}/manifests/{reference}"),
-            what=f"check manifest {repository}:{reference}", not_found_ok=True,
+            "HEAD",
+            self._url(f"/v2/{repository}/manifests/{reference}"),
+            what=f"check manifest {repository}:{reference}",
+            not_found_ok=True,
             headers={"Accept": MANIFEST_ACCEPT},
         )
         if response.status_code == 404:
@@ -371,7 +395,8 @@ class RegistryClient:
         if descriptor is None:
             raise NotFound(
                 f"{self.host}/{repository}:{reference} not found",
-                url=redact_url(self._url(f"/v2/{repository}/manifests/{reference}")), status=404,
+                url=redact_url(self._url(f"/v2/{repository}/manifests/{reference}")),
+                status=404,
             )
         return descriptor.digest
 
@@ -380,9 +405,12 @@ class RegistryClient:
     ) -> httpx.Headers:
         """PUT a manifest by tag or digest; returns the response headers (``OCI-Subject`` …)."""
         response = self._send(
-            "PUT", self._url(f"/v2/{repository}/manifests/{reference}"),
-            what=f"push manifest {repository}:{reference}", ok=(201,),
-            content=data, headers={"Content-Type": media_type},
+            "PUT",
+            self._url(f"/v2/{repository}/manifests/{reference}"),
+            what=f"push manifest {repository}:{reference}",
+            ok=(201,),
+            content=data,
+            headers={"Content-Type": media_type},
         )
         digest_text = response.headers.get("Docker-Content-Digest")
         if digest_text and Digest.parse(digest_text) != Digest.of(data):
@@ -395,8 +423,10 @@ class RegistryClient:
     def delete_manifest(self, repository: str, digest: Digest) -> None:
         """DELETE by digest (distribution refuses DELETE by tag; this removes every tag on it)."""
         self._send(
-            "DELETE", self._url(f"/v2/{repository}/manifests/{digest}"),
-            what=f"delete manifest {repository}@{digest}", ok=(202,),
+            "DELETE",
+            self._url(f"/v2/{repository}/manifests/{digest}"),
+            what=f"delete manifest {repository}@{digest}",
+            ok=(202,),
         )
 
     # -- tags -----------------------------------------------------------------------------------

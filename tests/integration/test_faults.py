@@ -53,10 +53,12 @@ def connect_small_chunks():
 
     def factory(**kwargs):
         def connect(host: str) -> RegistryClient:
-            client = RegistryClient(host, insecure=True, chunk_size=4 << 20,
-                                    monolithic_limit=1 << 20, **kwargs)
+            client = RegistryClient(
+                host, insecure=True, chunk_size=4 << 20, monolithic_limit=1 << 20, **kwargs
+            )
             opened.append(client)
             return client
+
         return connect
 
     yield factory
@@ -73,8 +75,7 @@ def own_registry(tmp_path):
 
 @pytest.fixture
 def big_bundle(tmp_path, base_image):
-    return write_bundle(tmp_path / "big", base=base_image, name="big",
-                        model=os.urandom(MODEL_SIZE))
+    return write_bundle(tmp_path / "big", base=base_image, name="big", model=os.urandom(MODEL_SIZE))
 
 
 def _tags(registry: LocalRegistry, repository: str) -> list[str]:
@@ -89,8 +90,12 @@ def test_registry_killed_mid_push_leaves_no_tag_and_rerun_completes(
 ):
     trigger = _Trigger(MODEL_SIZE // 3, own_registry.kill)
     with pytest.raises(RegistryError, match="cannot reach the registry"):
-        push_bundle(big_bundle, registry=own_registry.host, connect=connect_small_chunks(retries=1,
-                    backoff=0.05), progress=trigger)
+        push_bundle(
+            big_bundle,
+            registry=own_registry.host,
+            connect=connect_small_chunks(retries=1, backoff=0.05),
+            progress=trigger,
+        )
     assert trigger.fired
     own_registry.restart()
     assert _tags(own_registry, "waggle/big") == []  # nothing half-pushed is tagged
@@ -98,29 +103,35 @@ def test_registry_killed_mid_push_leaves_no_tag_and_rerun_completes(
     result = push_bundle(big_bundle, registry=own_registry.host, connect=connect_small_chunks())
     assert _tags(own_registry, "waggle/big") == ["0.1.0"]
     # every blob the tag points at exists and matches its digest: skopeo verifies while copying
-    skopeo("copy", "--src-tls-verify=false", f"docker://{own_registry.host}/waggle/big:0.1.0",
-           f"oci:{tmp_path}/layout:v")
+    skopeo(
+        "copy",
+        "--src-tls-verify=false",
+        f"docker://{own_registry.host}/waggle/big:0.1.0",
+        f"oci:{tmp_path}/layout:v",
+    )
     assert result.image_digest is not None
 
 
-def test_upload_resumes_after_the_registry_restarts(own_registry, big_bundle,
-                                                    connect_small_chunks):
+def test_upload_resumes_after_the_registry_restarts(own_registry, big_bundle, connect_small_chunks):
     def bounce() -> None:
         own_registry.kill()
         threading.Thread(target=own_registry.restart, daemon=True).start()
 
     trigger = _Trigger(MODEL_SIZE // 2, bounce)
     offset = own_registry.log_offset()
-    result = push_bundle(big_bundle, registry=own_registry.host,
-                         connect=connect_small_chunks(retries=5, backoff=0.5), progress=trigger)
+    result = push_bundle(
+        big_bundle,
+        registry=own_registry.host,
+        connect=connect_small_chunks(retries=5, backoff=0.5),
+        progress=trigger,
+    )
     assert trigger.fired
     assert _tags(own_registry, "waggle/big") == ["0.1.0"]
     model = next(layer for layer in result.layers if layer.role == "model")
     assert model.uploaded
     # the client asked the upload session where it stood; distribution 2.8 either answers
     # (204 + Range: resume from there) or refuses a session cut mid-PATCH (404: start the blob over)
-    statuses = [(r.method, r.status) for r in own_registry.responses(offset)
-                if "/blobs/uploads/" in r.path]
+    statuses = [(r.method, r.status) for r in own_registry.responses(offset) if "/blobs/uploads/" in r.path]
     asked = [status for method, status in statuses if method == "GET"]
     assert asked and asked[0] in (204, 404), statuses
     if asked[0] == 404:
@@ -148,8 +159,10 @@ def test_unresponsive_registry_times_out_with_a_clear_error():
         server.listen(8)
         host = f"127.0.0.1:{server.getsockname()[1]}"
         started = time.monotonic()
-        with RegistryClient(host, insecure=True, timeout=0.5, retries=1, backoff=0.01) as client, \
-                pytest.raises(RegistryError, match=r"cannot reach the registry .*ReadTimeout"):
+        with (
+            RegistryClient(host, insecure=True, timeout=0.5, retries=1, backoff=0.01) as client,
+            pytest.raises(RegistryError, match=r"cannot reach the registry .*ReadTimeout"),
+        ):
             client.ping()
         assert time.monotonic() - started < 5
 
@@ -158,22 +171,20 @@ def test_corrupt_blob_on_pull_writes_nothing(own_registry, base_image, tmp_path,
     directory = write_bundle(tmp_path / "b", base=base_image, name="corrupt")
     ecr("push", str(directory), "--registry", own_registry.host, "--insecure")
     code = next(
-        p for p in (own_registry.storage_dir / "docker/registry/v2/blobs/sha256").rglob("data")
+        p
+        for p in (own_registry.storage_dir / "docker/registry/v2/blobs/sha256").rglob("data")
         if p.stat().st_size < 4096 and p.read_bytes()[:2] == b"\x1f\x8b"
     )
     code.write_bytes(b"\x1f\x8b" + os.urandom(code.stat().st_size - 2))
     out = tmp_path / "out"
-    done = ecr("pull", f"{own_registry.host}/waggle/corrupt:0.1.0", "-o", str(out), "--insecure",
-               check=False)
+    done = ecr("pull", f"{own_registry.host}/waggle/corrupt:0.1.0", "-o", str(out), "--insecure", check=False)
     assert done.returncode != 0
     assert "hashes to" in done.stderr and "Traceback" not in done.stderr
     assert not out.exists()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".out")] == []
 
 
-def test_symlink_out_of_the_bundle_is_refused_before_any_upload(
-    own_registry, base_image, tmp_path, ecr
-):
+def test_symlink_out_of_the_bundle_is_refused_before_any_upload(own_registry, base_image, tmp_path, ecr):
     directory = write_bundle(tmp_path / "b", base=base_image, name="escape")
     (directory / "src" / "passwd").symlink_to("/etc/passwd")
     done = ecr("push", str(directory), "--registry", own_registry.host, "--insecure", check=False)
@@ -187,8 +198,7 @@ def test_pull_into_a_non_empty_directory_is_refused(tmp_path, ecr, registry):
     out = tmp_path / "out"
     out.mkdir()
     (out / "keep.txt").write_text("mine")
-    done = ecr("pull", f"{registry.host}/waggle/nothing:0.1.0", "-o", str(out), "--insecure",
-               check=False)
+    done = ecr("pull", f"{registry.host}/waggle/nothing:0.1.0", "-o", str(out), "--insecure", check=False)
     assert done.returncode == 2 and "not empty" in done.stderr
     assert (out / "keep.txt").read_text() == "mine"
 

@@ -32,26 +32,20 @@ def test_base_image_is_linux_amd64(base_image: str, base_image_pinned: str, skop
     raw = json.loads(skopeo("inspect", "--raw", "--tls-verify=false", f"docker://{base_image}"))
     # umoci leaves the optional mediaType out of the manifest; the registry serves it as OCI
     assert raw["config"]["mediaType"] == "application/vnd.oci.image.config.v1+json"
-    config = json.loads(
-        skopeo("inspect", "--config", "--tls-verify=false", f"docker://{base_image}")
-    )
+    config = json.loads(skopeo("inspect", "--config", "--tls-verify=false", f"docker://{base_image}"))
     assert config["config"]["Entrypoint"] == ["/bin/sh"]
 
 
 def test_base_index_has_two_platforms(base_index: str, base_image_pinned: str, skopeo) -> None:
     raw = json.loads(skopeo("inspect", "--raw", "--tls-verify=false", f"docker://{base_index}"))
     assert raw["mediaType"] == "application/vnd.oci.image.index.v1+json"
-    platforms = {
-        f"{m['platform']['os']}/{m['platform']['architecture']}": m for m in raw["manifests"]
-    }
+    platforms = {f"{m['platform']['os']}/{m['platform']['architecture']}": m for m in raw["manifests"]}
     assert set(platforms) == {"linux/amd64", "linux/arm64"}
     # amd64 is exactly the plain base image (reproducible build); arm64 differs (marker + arch)
     assert platforms["linux/amd64"]["digest"] == base_image_pinned.partition("@")[2]
     assert platforms["linux/arm64"]["digest"] != platforms["linux/amd64"]["digest"]
     arm = json.loads(
-        skopeo(
-            "inspect", "--override-arch", "arm64", "--tls-verify=false", f"docker://{base_index}"
-        )
+        skopeo("inspect", "--override-arch", "arm64", "--tls-verify=false", f"docker://{base_index}")
     )
     assert arm["Architecture"] == "arm64"
 

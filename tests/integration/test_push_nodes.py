@@ -18,8 +18,7 @@ EXPECTED_LINE = "hello from hello-sensor: model 262144 bytes (md5 d95d4226), int
 @pytest.fixture(scope="module")
 def pushed(registry, base_image, tmp_path_factory, ecr_module):
     """hello-sensor 0.1.0 pushed once for the module's checks with real clients."""
-    directory = write_bundle(tmp_path_factory.mktemp("b") / "hello", base=base_image,
-                             name="hello-nodes")
+    directory = write_bundle(tmp_path_factory.mktemp("b") / "hello", base=base_image, name="hello-nodes")
     return push_json(ecr_module, directory, registry.host)
 
 
@@ -36,8 +35,7 @@ def test_push_prints_image_bundle_and_sizes(pushed, registry):
 
 
 def test_skopeo_sees_the_tag_at_the_pushed_digest(pushed, registry, skopeo):
-    out = skopeo("inspect", "--tls-verify=false",
-                 f"docker://{registry.host}/waggle/hello-nodes:0.1.0")
+    out = skopeo("inspect", "--tls-verify=false", f"docker://{registry.host}/waggle/hello-nodes:0.1.0")
     info = json.loads(out)
     assert info["Digest"] == pushed["imageDigest"]
     assert info["Architecture"] == "amd64"
@@ -58,10 +56,17 @@ def test_containerd_pulls_and_runs_it(pushed, registry, containerd):
 
 
 def test_umoci_unpacks_the_files_where_ecr_yaml_put_them(pushed, registry, skopeo, tmp_path):
-    skopeo("copy", "--src-tls-verify=false",
-           f"docker://{registry.host}/waggle/hello-nodes:0.1.0", f"oci:{tmp_path}/layout:v")
-    subprocess.run(["umoci", "unpack", "--image", f"{tmp_path}/layout:v", str(tmp_path / "b")],
-                   check=True, capture_output=True)
+    skopeo(
+        "copy",
+        "--src-tls-verify=false",
+        f"docker://{registry.host}/waggle/hello-nodes:0.1.0",
+        f"oci:{tmp_path}/layout:v",
+    )
+    subprocess.run(
+        ["umoci", "unpack", "--image", f"{tmp_path}/layout:v", str(tmp_path / "b")],
+        check=True,
+        capture_output=True,
+    )
     rootfs = tmp_path / "b" / "rootfs"
     assert (rootfs / "app" / "run.sh").stat().st_mode & 0o111
     assert (rootfs / "models" / "weights.bin").stat().st_size == 262144
@@ -75,24 +80,37 @@ def test_umoci_unpacks_the_files_where_ecr_yaml_put_them(pushed, registry, skope
 def test_oras_and_crane_see_the_bundle_referrer(pushed, registry, tool):
     ref = f"{registry.host}/waggle/hello-nodes:0.1.0"
     discovered = subprocess.run(
-        [tool("oras"), "discover", "--plain-http", "--format", "json",
-         "--artifact-type", "application/vnd.waggle.ecr.bundle.v1", ref],
-        check=True, capture_output=True, text=True,
+        [
+            tool("oras"),
+            "discover",
+            "--plain-http",
+            "--format",
+            "json",
+            "--artifact-type",
+            "application/vnd.waggle.ecr.bundle.v1",
+            ref,
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
     )
     found = json.loads(discovered.stdout)
     digests = [m["digest"] for m in found.get("referrers", found.get("manifests", []))]
     assert pushed["bundle"] in digests
     manifest = subprocess.run(
-        [tool("crane"), "manifest", "--insecure",
-         f"{registry.host}/waggle/hello-nodes@{pushed['bundle']}"],
-        check=True, capture_output=True, text=True,
+        [tool("crane"), "manifest", "--insecure", f"{registry.host}/waggle/hello-nodes@{pushed['bundle']}"],
+        check=True,
+        capture_output=True,
+        text=True,
     )
     bundle = json.loads(manifest.stdout)
     assert bundle["artifactType"] == "application/vnd.waggle.ecr.bundle.v1"
     assert bundle["subject"]["digest"] == pushed["imageDigest"]
-    image = json.loads(subprocess.run(
-        [tool("crane"), "manifest", "--insecure", ref], check=True, capture_output=True,
-        text=True).stdout)
+    image = json.loads(
+        subprocess.run(
+            [tool("crane"), "manifest", "--insecure", ref], check=True, capture_output=True, text=True
+        ).stdout
+    )
     # one blob, two descriptors: the bundle's code and model layers are the image's top layers
     assert {d["digest"] for d in bundle["layers"]} == {d["digest"] for d in image["layers"][-2:]}
 
@@ -155,24 +173,29 @@ def test_multiplatform_base_gives_an_index(registry, base_index, tmp_path, ecr, 
     result = push_json(ecr, directory, registry.host)
     assert result["imageMediaType"] == "application/vnd.oci.image.index.v1+json"
     assert sorted(result["platforms"]) == ["linux/amd64", "linux/arm64"]
-    raw = json.loads(skopeo("inspect", "--raw", "--tls-verify=false",
-                            f"docker://{registry.host}/waggle/hello-multi:0.1.0"))
+    raw = json.loads(
+        skopeo("inspect", "--raw", "--tls-verify=false", f"docker://{registry.host}/waggle/hello-multi:0.1.0")
+    )
     assert sorted(m["platform"]["architecture"] for m in raw["manifests"]) == ["amd64", "arm64"]
-    arm = json.loads(skopeo("inspect", "--tls-verify=false", "--override-arch", "arm64",
-                            f"docker://{registry.host}/waggle/hello-multi:0.1.0"))
+    arm = json.loads(
+        skopeo(
+            "inspect",
+            "--tls-verify=false",
+            "--override-arch",
+            "arm64",
+            f"docker://{registry.host}/waggle/hello-multi:0.1.0",
+        )
+    )
     assert arm["Architecture"] == "arm64"
 
 
 def test_inspect_shows_roles_platforms_and_referrers(pushed, registry, ecr_module):
-    done = ecr_module("inspect", f"{registry.host}/waggle/hello-nodes:0.1.0", "--insecure",
-                      "--json")
+    done = ecr_module("inspect", f"{registry.host}/waggle/hello-nodes:0.1.0", "--insecure", "--json")
     found = json.loads(done.stdout)
     assert found["digest"] == pushed["imageDigest"]
     assert found["bundle"]["digest"] == pushed["bundle"]
     assert {layer["role"] for layer in found["bundle"]["layers"]} == {"code", "model"}
-    assert [r["artifactType"] for r in found["referrers"]] == [
-        "application/vnd.waggle.ecr.bundle.v1"
-    ]
+    assert [r["artifactType"] for r in found["referrers"]] == ["application/vnd.waggle.ecr.bundle.v1"]
     text = ecr_module("inspect", f"{registry.host}/waggle/hello-nodes:0.1.0", "--insecure").stdout
     assert "hello-sensor" in text or "hello-nodes" in text
     assert "model" in text and "linux/amd64" in text
@@ -183,11 +206,11 @@ def test_pull_writes_the_author_layout_back(pushed, registry, ecr_module, tmp_pa
     ecr_module("pull", f"{registry.host}/waggle/hello-nodes:0.1.0", "-o", str(out), "--insecure")
     original = Path(__file__).resolve().parents[2] / "examples" / "hello-sensor"
     assert (out / "src" / "run.sh").read_bytes() == (original / "src" / "run.sh").read_bytes()
-    assert (out / "model" / "weights.bin").read_bytes() == (
-        original / "model" / "weights.bin").read_bytes()
+    assert (out / "model" / "weights.bin").read_bytes() == (original / "model" / "weights.bin").read_bytes()
     validated = ecr_module("validate", str(out))
     assert "hello-nodes" in validated.stdout
     only = tmp_path / "only"
-    ecr_module("pull", f"{registry.host}/waggle/hello-nodes:0.1.0", "-o", str(only),
-               "--insecure", "--only", "code")
+    ecr_module(
+        "pull", f"{registry.host}/waggle/hello-nodes:0.1.0", "-o", str(only), "--insecure", "--only", "code"
+    )
     assert (only / "src" / "run.sh").exists() and not (only / "model").exists()

@@ -84,9 +84,7 @@ def load_error(directory: Path) -> BundleSpecError:
     return info.value
 
 
-def assert_names(
-    err: BundleSpecError, directory: Path, line: int | None, field: str | None
-) -> None:
+def assert_names(err: BundleSpecError, directory: Path, line: int | None, field: str | None) -> None:
     """The message names the file, the line and the field, in the ``file:line: field:`` form."""
     path = str(directory / "ecr.yaml")
     assert (err.file, err.line, err.field) == (path, line, field), str(err)
@@ -473,9 +471,7 @@ def test_two_documents_are_an_error(tmp_path: Path) -> None:
 
 
 def test_duplicate_key_names_both_lines(tmp_path: Path) -> None:
-    directory = make_bundle(
-        tmp_path, replaced("  license: MIT", "  license: MIT\n  version: 0.2.0")
-    )
+    directory = make_bundle(tmp_path, replaced("  license: MIT", "  license: MIT\n  version: 0.2.0"))
     err = load_error(directory)
     assert_names(err, directory, 13, "metadata.version")
     assert "appears twice (first on line 6)" in err.message
@@ -745,8 +741,7 @@ def test_fully_declared_source_is_not_touched(repo: Path) -> None:
     commit = "a" * 40
     text = replaced(
         "  homepage: https://example.org/hello",
-        "  homepage: https://example.org/hello\n"
-        f"  source: {{url: https://e.org/r, commit: {commit}}}",
+        f"  homepage: https://example.org/hello\n  source: {{url: https://e.org/r, commit: {commit}}}",
     )
     (repo / "ecr.yaml").write_text(text)
     source = load_spec(repo).spec.metadata.source

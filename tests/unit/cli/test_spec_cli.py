@@ -39,9 +39,7 @@ def test_validate_names_model_and_counts_inputs(tmp_path: Path) -> None:
     (tmp_path / "p" / "model").mkdir()
     result = run("validate", str(tmp_path / "p"))
     assert result.exit_code == 0, result.output
-    assert result.output == (
-        "ok: team/det 0.1.0 (2 inputs, code src → /app, model model → /models)\n"
-    )
+    assert result.output == ("ok: team/det 0.1.0 (2 inputs, code src → /app, model model → /models)\n")
 
 
 def test_validate_json_prints_the_normalised_spec(tmp_path: Path) -> None:
@@ -61,9 +59,7 @@ def test_validate_error_is_one_line_with_exit_2(tmp_path: Path) -> None:
     result = run("validate", str(tmp_path / "hello"))
     assert result.exit_code == 2
     assert result.stdout == ""
-    line = next(
-        n for n, text in enumerate(spec_path.read_text().splitlines(), 1) if "version: one" in text
-    )
+    line = next(n for n, text in enumerate(spec_path.read_text().splitlines(), 1) if "version: one" in text)
     assert result.stderr.startswith(f"error: {spec_path}:{line}: metadata.version: 'one' is not")
     assert "such as 0.1.0" in result.stderr
     assert result.stderr.count("\n") == 1

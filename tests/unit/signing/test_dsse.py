@@ -169,8 +169,15 @@ def test_another_payload_type_is_malformed(key: ec.EllipticCurvePrivateKey) -> N
         b'{"payload":"e30=","signatures":[{"sig":"MEUC"}]}',
         b'{"payloadType":"application/vnd.in-toto+json","payload":"e30=","signatures":["MEUC"]}',
     ],
-    ids=["not-json", "array", "no-signatures", "bad-sig-base64", "bad-payload-base64", "no-type",
-         "signature-not-object"],
+    ids=[
+        "not-json",
+        "array",
+        "no-signatures",
+        "bad-sig-base64",
+        "bad-payload-base64",
+        "no-type",
+        "signature-not-object",
+    ],
 )
 def test_malformed_envelopes_are_refused(data: bytes) -> None:
     with pytest.raises(VerificationError) as caught:
@@ -189,13 +196,24 @@ def test_oversized_envelope_is_refused_before_parsing() -> None:
         ({"_type": "https://example.com/other", "subject": [], "predicateType": TYPE}, "not an in-toto"),
         ({"_type": dsse.STATEMENT_TYPE, "subject": [], "predicateType": TYPE}, "no subject"),
         ({"_type": dsse.STATEMENT_TYPE, "subject": [{"name": "x"}], "predicateType": TYPE}, "no digest"),
-        ({"_type": dsse.STATEMENT_TYPE, "subject": [{"digest": {"md5": "00"}}], "predicateType": TYPE},
-         "no sha256"),
-        ({"_type": dsse.STATEMENT_TYPE, "subject": [{"digest": {"sha256": "abc"}}], "predicateType": TYPE},
-         "invalid"),
+        (
+            {"_type": dsse.STATEMENT_TYPE, "subject": [{"digest": {"md5": "00"}}], "predicateType": TYPE},
+            "no sha256",
+        ),
+        (
+            {"_type": dsse.STATEMENT_TYPE, "subject": [{"digest": {"sha256": "abc"}}], "predicateType": TYPE},
+            "invalid",
+        ),
         ({"_type": dsse.STATEMENT_TYPE, "subject": [{"digest": {"sha256": IMAGE.hex}}]}, "predicateType"),
-        ({"_type": dsse.STATEMENT_TYPE, "subject": [{"digest": {"sha256": IMAGE.hex}}],
-          "predicateType": TYPE, "predicate": [1]}, "not a JSON object"),
+        (
+            {
+                "_type": dsse.STATEMENT_TYPE,
+                "subject": [{"digest": {"sha256": IMAGE.hex}}],
+                "predicateType": TYPE,
+                "predicate": [1],
+            },
+            "not a JSON object",
+        ),
     ],
 )
 def test_malformed_statements_are_refused(document: dict[str, object], message: str) -> None:

@@ -155,8 +155,11 @@ def test_byproducts_list_bundle_and_layers() -> None:
     bundle, code = Digest.of(b"bundle"), Digest.of(b"code")
     byproducts = make(bundle_digest=bundle, layers={"code": code})["runDetails"]["byproducts"]
     assert byproducts == [
-        {"name": "bundle", "digest": {"sha256": bundle.hex},
-         "mediaType": "application/vnd.oci.image.manifest.v1+json"},
+        {
+            "name": "bundle",
+            "digest": {"sha256": bundle.hex},
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        },
         {"name": "layer/code", "digest": {"sha256": code.hex}},
     ]
     assert "byproducts" not in make()["runDetails"]
