@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import ClassVar, Self
 
 from ecr_oci.errors import Error
 
@@ -219,3 +219,34 @@ class Service:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+class FileBackedService(Service):
+    """A service whose config, log and state live in files under ``root`` (named by the subclass).
+
+    ``state`` records the PID so a later command (``make stop``) can stop what an earlier one started.
+    """
+
+    CONFIG_NAME: ClassVar[str]
+    LOG_NAME: ClassVar[str]
+    STATE_NAME: ClassVar[str]
+
+    root: Path
+    _pid: int | None
+
+    @property
+    def config_path(self) -> Path:
+        return self.root / self.CONFIG_NAME
+
+    @property
+    def log_path(self) -> Path:
+        return self.root / self.LOG_NAME
+
+    @property
+    def state_path(self) -> Path:
+        return self.root / self.STATE_NAME
+
+    @property
+    def pid(self) -> int | None:
+        """PID of the process (also for one found again from its state file)."""
+        return self._pid

@@ -41,7 +41,7 @@ import yaml
 
 from ecr_oci.devenv._process import (
     DevEnvError,
-    Service,
+    FileBackedService,
     pid_alive,
     pid_cmdline,
     require_program,
@@ -143,7 +143,7 @@ def _parse_log_line(line: str) -> LoggedResponse | None:
         return None
 
 
-class LocalRegistry(Service):
+class LocalRegistry(FileBackedService):
     """A ``docker-registry`` on ``127.0.0.1:PORT`` with its config, store and log in ``root``.
 
     Keyword arguments (all optional):
@@ -160,6 +160,10 @@ class LocalRegistry(Service):
     The process environment's ``REGISTRY_*`` variables are removed for the child, because
     distribution lets them override the config file and a test must get the registry it asked for.
     """
+
+    CONFIG_NAME = CONFIG_NAME
+    LOG_NAME = LOG_NAME
+    STATE_NAME = STATE_NAME
 
     def __init__(
         self,
@@ -201,25 +205,8 @@ class LocalRegistry(Service):
         return f"http://{self.host}"
 
     @property
-    def config_path(self) -> Path:
-        return self.root / CONFIG_NAME
-
-    @property
-    def log_path(self) -> Path:
-        return self.root / LOG_NAME
-
-    @property
-    def state_path(self) -> Path:
-        return self.root / STATE_NAME
-
-    @property
     def storage_dir(self) -> Path:
         return self.root / STORAGE_NAME
-
-    @property
-    def pid(self) -> int | None:
-        """PID of the registry process (also for one found again by :meth:`attach`)."""
-        return self._pid
 
     # -- config -------------------------------------------------------------------------------
 

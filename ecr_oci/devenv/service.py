@@ -28,7 +28,14 @@ from typing import Any, Self
 
 import httpx
 
-from ecr_oci.devenv._process import DevEnvError, Service, pid_alive, pid_cmdline, tail, terminate_pid
+from ecr_oci.devenv._process import (
+    DevEnvError,
+    FileBackedService,
+    pid_alive,
+    pid_cmdline,
+    tail,
+    terminate_pid,
+)
 
 __all__ = ["LocalService"]
 
@@ -46,12 +53,16 @@ def _toml_value(value: Any) -> str:
     return json.dumps(str(value))  # a JSON string is a valid TOML basic string
 
 
-class LocalService(Service):
+class LocalService(FileBackedService):
     """``ecr-oci serve`` on ``127.0.0.1:PORT`` against ``registry`` (plain HTTP).
 
     ``database_url`` defaults to SQLite in ``root``; ``settings`` adds any other setting
     (``reconcile_interval`` …) to the TOML file.
     """
+
+    CONFIG_NAME = CONFIG_NAME
+    LOG_NAME = LOG_NAME
+    STATE_NAME = STATE_NAME
 
     def __init__(
         self,
@@ -82,22 +93,6 @@ class LocalService(Service):
     def events_url(self) -> str:
         """Where the registry's notifications go."""
         return f"{self.url}/events"
-
-    @property
-    def config_path(self) -> Path:
-        return self.root / CONFIG_NAME
-
-    @property
-    def log_path(self) -> Path:
-        return self.root / LOG_NAME
-
-    @property
-    def state_path(self) -> Path:
-        return self.root / STATE_NAME
-
-    @property
-    def pid(self) -> int | None:
-        return self._pid
 
     @property
     def secret(self) -> str:
