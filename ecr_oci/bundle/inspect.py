@@ -97,7 +97,7 @@ def inspect_reference(client: RegistryClient, reference: Reference) -> Inspectio
         name = "/".join(p for p in (config.os, config.architecture, config.variant) if p)
         platforms.append(PlatformInfo(name, image.digest, len(image.data), []))
     try:
-        resolved = resolve_bundle(client, reference.with_digest(image.digest))
+        resolved = resolve_bundle(client, reference.with_digest(image.digest), image=image)
         bundle: dict[str, Any] | None = {
             "digest": str(resolved.bundle.digest),
             **resolved.config.model_dump(mode="json", by_alias=True, exclude_none=True),

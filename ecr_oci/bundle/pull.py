@@ -66,13 +66,17 @@ class PullResult:
         }
 
 
-def resolve_bundle(client: RegistryClient, reference: Reference) -> ResolvedBundle:
+def resolve_bundle(
+    client: RegistryClient, reference: Reference, *, image: RawManifest | None = None
+) -> ResolvedBundle:
     """Find the bundle manifest of ``reference`` (tag or digest of the runnable image).
 
-    Raises :class:`NotFound` when the image has no bundle referrer (pushed by another tool) and
+    ``image`` is the manifest ``reference`` names when the caller already fetched it. Raises
+    :class:`NotFound` when the image has no bundle referrer (pushed by another tool) and
     :class:`RegistryError` when the bundle manifest or config is malformed.
     """
-    image = client.get_manifest(reference.repository, reference.identifier)
+    if image is None:
+        image = client.get_manifest(reference.repository, reference.identifier)
     found = referrers.list_referrers(
         client, reference.repository, image.digest, artifact_type=MediaType.BUNDLE
     )

@@ -48,6 +48,7 @@ from ecr_oci.mediatypes import MediaType, layer_media_type
 from ecr_oci.oci import referrers
 from ecr_oci.oci.models import (
     Descriptor,
+    ImageConfig,
     Index,
     Manifest,
     Platform,
@@ -89,7 +90,6 @@ class PushResult:
     layers: list[PushedLayer]
     bytes_uploaded: int
     unchanged: bool = False
-    warnings: list[str] = field(default_factory=list)
     signed: list[Digest] = field(default_factory=list)
 
     @property
@@ -300,7 +300,15 @@ class _Uploader:
         self.present: set[Digest] = set()
         self.bytes_uploaded = 0
 
-    def blob(self, digest: Digest, size: int, opener: Callable[[int], Iterable[bytes]], label: str) -> None:
+    def blob(
+        self,
+        digest: Digest,
+        size: int,
+        opener: Callable[[int], Iterable[bytes]],
+        label: str,
+        *,
+        check_exists: bool = True,
+    ) -> None:
         if digest in self.present:
             return
         if self.progress:
@@ -311,6 +319,7 @@ class _Uploader:
             size,
             opener,
             progress=self.progress.advance if self.progress else None,
+            check_exists=check_exists,
         )
         if self.progress:
             self.progress.finish()
@@ -339,6 +348,7 @@ class _Uploader:
             layer.size,
             lambda offset: _skip(source.iter_blob(source_repository, layer.digest), offset),
             "base layer",
+            check_exists=False,  # checked above
         )
 
 
@@ -363,16 +373,21 @@ def _assemble_platform_images(
 ) -> list[_PlatformImage]:
     """For each selected platform: the base's layers plus ours, and the rewritten config."""
     requested = spec.platform_list() or []
+
+    def config_of(manifest: Manifest) -> ImageConfig:
+        return parse_config(base_client.get_blob(base_ref.repository, manifest.config.digest))
+
+    # (platform, base manifest, its config): each config is fetched once
+    bases: list[tuple[Platform, RawManifest, ImageConfig]] = []
     if base_raw.is_index:
-        entries = select_platforms(base_raw.as_index(), requested, base=str(base_ref))
-        bases = [
-            (platform, base_client.get_manifest(base_ref.repository, d.digest)) for platform, d in entries
-        ]
+        for platform, entry in select_platforms(base_raw.as_index(), requested, base=str(base_ref)):
+            raw = base_client.get_manifest(base_ref.repository, entry.digest)
+            bases.append((platform, raw, config_of(raw.as_manifest())))
     else:
-        single = parse_config(base_client.get_blob(base_ref.repository, base_raw.as_manifest().config.digest))
+        single = config_of(base_raw.as_manifest())
         only = Platform(os=single.os, architecture=single.architecture, variant=single.variant)
         select_platforms(Index(manifests=[base_raw.descriptor(platform=only)]), requested, base=str(base_ref))
-        bases = [(only, base_raw)]
+        bases.append((only, base_raw, single))
 
     in_image = [
         AppendedLayer(
@@ -397,9 +412,8 @@ def _assemble_platform_images(
         workdir=spec.runtime.workdir,
     )
     images = []
-    for platform, raw in bases:
+    for platform, raw, base_config in bases:
         base_manifest = raw.as_manifest()
-        base_config = parse_config(base_client.get_blob(base_ref.repository, base_manifest.config.digest))
         config_bytes = derive_config(
             base_config, appended=in_image, settings=settings, labels=labels, created=created
         ).to_bytes()

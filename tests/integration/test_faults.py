@@ -109,7 +109,11 @@ def test_registry_killed_mid_push_leaves_no_tag_and_rerun_completes(
         f"docker://{own_registry.host}/waggle/big:0.1.0",
         f"oci:{tmp_path}/layout:v",
     )
-    assert result.image_digest is not None
+    tagged = httpx.head(
+        f"{own_registry.url}/v2/waggle/big/manifests/0.1.0",
+        headers={"Accept": "application/vnd.oci.image.manifest.v1+json"},
+    )
+    assert tagged.headers["Docker-Content-Digest"] == str(result.image_digest)
 
 
 def test_upload_resumes_after_the_registry_restarts(own_registry, big_bundle, connect_small_chunks):
