@@ -16,11 +16,12 @@ the registry client).
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -116,8 +117,21 @@ def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     return error_response(500, "INTERNAL", "internal server error")
 
 
+async def _refuse_nul(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+    """400 for a NUL character anywhere in the path or query, before any route sees it.
+
+    Why here: PostgreSQL text cannot hold NUL (the driver raises, which would be a 500), and every
+    route takes strings from the path or the query; one check at the edge covers them all.
+    """
+    params = request.query_params.multi_items()
+    if "\x00" in request.url.path or any("\x00" in k or "\x00" in v for k, v in params):
+        return error_response(400, "BAD_REQUEST", "a NUL character is not allowed in the path or query")
+    return await call_next(request)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Register the handlers above on ``app`` (``create_app`` calls it)."""
+    app.middleware("http")(_refuse_nul)
     app.add_exception_handler(ServiceError, _service_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)

@@ -218,6 +218,24 @@ def test_a_100_kb_query_is_a_4xx(service_env: ServiceEnv) -> None:
     assert b"Traceback" not in answer
 
 
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/v1/search?namespace=a%00b",
+        "/api/v1/search?keyword=a%00b",
+        "/api/v1/search?license=a%00b",
+        "/api/v1/search?requirement=a%00b",
+        "/api/v1/bundles/a%00b/c",
+        "/api/v1/bundles/ns/na%00me/versions/1%002",
+        "/v2/ns/a%00b/referrers/sha256:" + "0" * 64,
+    ],
+)
+def test_a_nul_character_is_a_400_not_a_database_error(service_env: ServiceEnv, path: str) -> None:
+    """PostgreSQL text cannot hold NUL: schemathesis found these as 500s on PostgreSQL."""
+    body = _json_error(httpx.get(service_env.service.url + path), 400)
+    assert "NUL" in body["error"]["message"]
+
+
 def test_hostile_text_is_just_words(service_env: ServiceEnv) -> None:
     for q in ['"', "NEAR(", "a*", "-", "x OR", "(((", "\\", "💥"]:
         response = _api(service_env, "/api/v1/search", q=q)
