@@ -24,8 +24,9 @@ DEMO_DIR := examples/hello-sensor
 DEMO_IMAGE ?= $(REGISTRY)/waggle/hello-sensor:0.1.0
 
 # Debian packages the dev environment and the integration tests run (podman's recommends bring
-# conmon, netavark, slirp4netns …; runc because crun fails without CAP_SYS_RESOURCE).
-APT_PACKAGES := docker-registry skopeo podman runc umoci busybox-static containerd zstd postgresql
+# conmon, netavark, slirp4netns …; runc because crun fails without CAP_SYS_RESOURCE; python3-venv
+# because Debian's python3 has no ensurepip without it).
+APT_PACKAGES := python3-venv docker-registry skopeo podman runc umoci busybox-static containerd zstd postgresql
 POLICY_RC ?= /usr/sbin/policy-rc.d
 
 # Go tools the integration tests use as independent clients (built only where Go exists).

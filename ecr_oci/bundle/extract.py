@@ -40,7 +40,6 @@ like ``make`` behave; modes are kept (0644/0755).
 
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 import shutil
@@ -55,7 +54,7 @@ from typing import IO, Protocol, cast
 
 import zstandard
 
-from ecr_oci.digest import Digest
+from ecr_oci.digest import Digest, DigestingReader
 from ecr_oci.errors import DigestMismatchError, Error, UnsafeArchiveError
 
 #: Largest total a layer may expand to (file contents, and the whole tar stream).
@@ -90,14 +89,12 @@ class ExtractStats:
 
 
 class _ChunkReader(io.RawIOBase):
-    """A raw file over an iterable of byte chunks that hashes and counts what it hands out."""
+    """A raw file over an iterable of byte chunks; a :class:`DigestingReader` hashes and counts."""
 
     def __init__(self, chunks: Iterable[bytes], algorithm: str) -> None:
-        self._chunks: Iterator[bytes] = iter(chunks)
+        self._digesting = DigestingReader(chunks, algorithm=algorithm)
+        self._chunks: Iterator[bytes] = iter(self._digesting)
         self._pending = memoryview(b"")
-        self._hash = hashlib.new(algorithm)
-        self._algorithm = algorithm
-        self.size = 0
 
     def readable(self) -> bool:
         return True
@@ -107,7 +104,6 @@ class _ChunkReader(io.RawIOBase):
             chunk = next(self._chunks, None)
             if chunk is None:
                 return 0
-            self._take(chunk)
             self._pending = memoryview(chunk).cast("B")
         n = min(len(buffer), len(self._pending))
         buffer[:n] = self._pending[:n]
@@ -117,16 +113,16 @@ class _ChunkReader(io.RawIOBase):
     def drain(self) -> None:
         """Hash whatever was not read yet (to tell corruption from a malicious archive)."""
         self._pending = memoryview(b"")
-        for chunk in self._chunks:
-            self._take(chunk)
+        for _ in self._chunks:
+            pass
 
-    def _take(self, chunk: bytes) -> None:
-        self._hash.update(chunk)
-        self.size += len(chunk)
+    @property
+    def size(self) -> int:
+        return self._digesting.size
 
     @property
     def digest(self) -> Digest:
-        return Digest(self._algorithm, self._hash.hexdigest())
+        return self._digesting.digest
 
 
 class _GzipReader(io.RawIOBase):
@@ -256,7 +252,7 @@ def extract_layer(
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".partial", dir=dest.parent))
     try:
         try:
-            counts = _extract_stream(
+            writer = _extract_stream(
                 source,
                 tmp,
                 compression=media_type_compression,
@@ -277,14 +273,13 @@ def extract_layer(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    files, dirs, symlinks, hardlinks, nbytes, entries = counts
     return ExtractStats(
-        files=files,
-        dirs=dirs,
-        symlinks=symlinks,
-        hardlinks=hardlinks,
-        bytes=nbytes,
-        entries=entries,
+        files=writer.files,
+        dirs=writer.dirs,
+        symlinks=writer.symlinks,
+        hardlinks=writer.hardlinks,
+        bytes=writer.bytes,
+        entries=writer.entries,
         compressed_size=source.size,
         digest=source.digest,
     )
@@ -323,7 +318,8 @@ def _extract_stream(
     prefix: tuple[str, ...],
     limits: tuple[int, int, int],
     label: str,
-) -> tuple[int, int, int, int, int, int]:
+) -> _Writer:
+    """Check and write every entry into ``tmp``; the returned writer holds the counts."""
     max_total_bytes, max_entries, max_ratio = limits
     decoded: _Readable
     if compression == "gzip":
@@ -362,14 +358,7 @@ def _extract_stream(
         what = f"{compression} tar" if compression else "tar"
         raise UnsafeArchiveError(f"{label}: not a valid {what} stream ({err})") from None
     writer.finish()
-    return (
-        writer.files,
-        writer.dirs,
-        writer.symlinks,
-        writer.hardlinks,
-        writer.bytes,
-        writer.entries,
-    )
+    return writer
 
 
 class _Writer:

@@ -219,7 +219,7 @@ def measure_cached(
 def choose_compression_cached(plan: LayerPlan, cache: LayerCache | None, requested: str) -> str | None:
     """:func:`~ecr_oci.bundle.layers.choose_compression`, remembering ``auto`` decisions.
 
-    Sampling a big model reads 12 MiB and compresses it (about 0.2 s); a no-op re-push should not
+    Sampling a big model reads 3 MiB and compresses it; a no-op re-push should not
     pay that again, so the answer is cached under the files' fingerprint like the digests are.
     Raises what ``choose_compression`` raises; cache trouble never raises.
     """

@@ -41,6 +41,7 @@ from pydantic import (
 from ecr_oci.bundle.spec_license import normalize_license
 from ecr_oci.errors import InvalidReferenceError
 from ecr_oci.oci.models import Platform
+from ecr_oci.oci.redact import redact_url
 from ecr_oci.reference import Reference
 
 API_VERSION = "ecr.waggle-sensor.org/v1"
@@ -168,15 +169,8 @@ def _http_url(value: str) -> str:
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError(f"{value!r} is not an http(s) URL; write it as https://host/path")
     if parts.username or parts.password:
-        raise ValueError(f"{_redact(value)!r} contains credentials; remove the user:password@ part")
+        raise ValueError(f"{redact_url(value)!r} contains credentials; remove the user:password@ part")
     return value
-
-
-def _redact(url: str) -> str:
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    netloc = host + (f":{parts.port}" if parts.port else "")
-    return parts._replace(netloc=netloc).geturl()
 
 
 def _base_reference(value: str) -> str:
@@ -325,11 +319,11 @@ class Runtime(_Model):
 
     @field_validator("platforms")
     @classmethod
-    def _platforms(cls, value: list[Platform] | None) -> list[Platform] | None:
+    def _platforms(cls, value: list[str] | None) -> list[str] | None:
         if value is not None:
             if not value:
                 raise ValueError("list at least one platform, or omit the key for all of the base's")
-            duplicates = sorted({str(p) for p in value if value.count(p) > 1})
+            duplicates = sorted({p for p in value if value.count(p) > 1})
             if duplicates:
                 raise ValueError(f"platform {duplicates[0]} is listed twice; list each once")
         return value
@@ -344,6 +338,13 @@ class Runtime(_Model):
 
 
 InputType = Literal["int", "float", "str", "bool"]
+#: Per input type: the Python types a default may have, how to name the type, an example value.
+_INPUT_KINDS: dict[str, tuple[tuple[type, ...], str, str]] = {
+    "int": ((int,), "an int", "30"),
+    "float": ((int, float), "a float", "0.5"),
+    "str": ((str,), "text", '"text"'),
+    "bool": ((bool,), "a bool", "true"),
+}
 
 
 class Input(_Model):
@@ -370,19 +371,12 @@ class Input(_Model):
         kind = info.data.get("type")
         if value is None or kind is None:
             return value
-        python: dict[str, tuple[type, ...]] = {
-            "int": (int,),
-            "float": (int, float),
-            "str": (str,),
-            "bool": (bool,),
-        }
-        ok = isinstance(value, python[kind]) and (kind == "bool" or not isinstance(value, bool))
+        python, kind_name, example = _INPUT_KINDS[kind]
+        ok = isinstance(value, python) and (kind == "bool" or not isinstance(value, bool))
         if not ok:
-            example = {"int": "30", "float": "0.5", "str": '"text"', "bool": "true"}[kind]
-            example_kind = {"int": "an int", "float": "a float", "str": "text", "bool": "a bool"}
             quoted = isinstance(value, str) and kind != "str"
             raise ValueError(
-                f"default {value!r} is not of type {kind}; write {example_kind[kind]} such as "
+                f"default {value!r} is not of type {kind}; write {kind_name} such as "
                 f"{example}" + (" without quotes (YAML reads quoted values as text)" if quoted else "")
             )
         return float(value) if kind == "float" else value

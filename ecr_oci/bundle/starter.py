@@ -15,6 +15,7 @@ init`` then ``ecr-oci push`` works before anything is edited.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from ecr_oci.bundle.spec import check_name
@@ -135,3 +136,20 @@ def write_starter(directory: Path, *, namespace: str, name: str) -> list[Path]:
         run_sh.chmod(0o755)
         written.append(run_sh)
     return written
+
+
+def default_name(directory: Path) -> str:
+    """The directory's name as a plugin name: ``My Plugin_v2`` → ``my-plugin-v2``.
+
+    What ``ecr-oci init`` uses when no ``--name`` is given. Raises :class:`BundleSpecError` when
+    nothing usable is left (``ecr-oci init .`` in ``/``).
+    """
+    base = directory.resolve().name.lower()
+    cleaned = re.sub(r"[^a-z0-9]+", "-", base).strip("-")[:64].rstrip("-")
+    if len(cleaned) < 2:
+        raise BundleSpecError(
+            f"cannot make a plugin name from the directory name {base!r}; pass --name",
+            file=str(directory / SPEC_FILE),
+            field="metadata.name",
+        )
+    return cleaned

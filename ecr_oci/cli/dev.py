@@ -62,7 +62,7 @@ def _service_root(state_dir: Path) -> Path:
 def _recorded_registry(state_dir: Path) -> LocalRegistry | None:
     """The registry an earlier ``dev registry start`` recorded under ``state_dir``, if any."""
     root = _registry_root(state_dir)
-    if not (root / "registry.json").exists():
+    if not (root / LocalRegistry.STATE_NAME).exists():
         return None
     return LocalRegistry.attach(root)
 
@@ -173,7 +173,7 @@ def service_start(port: int, registry_host: str, state_dir: Path) -> None:
     STATE_DIR/service. Point a registry at it with `dev registry start --notify-service`.
     """
     root = _service_root(state_dir)
-    if (root / "service.json").exists():
+    if (root / LocalService.STATE_NAME).exists():
         recorded = LocalService.attach(root)
         if recorded.is_running():
             click.echo(f"service already running on {recorded.url} (pid {recorded.pid})")
@@ -191,7 +191,7 @@ def service_start(port: int, registry_host: str, state_dir: Path) -> None:
 def service_stop(state_dir: Path) -> None:
     """Stop the service `dev service start` recorded under STATE_DIR (by its PID only)."""
     root = _service_root(state_dir)
-    if not (root / "service.json").exists():
+    if not (root / LocalService.STATE_NAME).exists():
         click.echo(f"no service recorded in {state_dir}")
         return
     recorded = LocalService.attach(root)

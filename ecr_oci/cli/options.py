@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 import click
 
+from ecr_oci.errors import KeyFileError
 from ecr_oci.oci.auth import Credentials, load_docker_config
 from ecr_oci.oci.registry import RegistryClient
 
@@ -106,3 +107,23 @@ def default_cache_path() -> Path:
 
 def echo_json(value: Any) -> None:
     click.echo(json.dumps(value, indent=2, sort_keys=False))
+
+
+def human_size(n: int | None) -> str:
+    """``1.3 MiB``-style sizes for tables; ``-`` when unknown."""
+    if n is None:
+        return "-"
+    value = float(n)
+    for unit in ("B", "KiB", "MiB"):
+        if value < 1024:
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GiB"
+
+
+def read_key_file(path: Path) -> bytes:
+    """A key file's bytes; an unreadable file is a :class:`KeyFileError` naming it."""
+    try:
+        return path.read_bytes()
+    except OSError as err:
+        raise KeyFileError(f"{path}: cannot read the key file ({err.strerror})") from None

@@ -20,7 +20,8 @@ from pathlib import Path
 import click
 
 from ecr_oci.cli.main import cli
-from ecr_oci.errors import KeyFileError, PolicyInputError
+from ecr_oci.cli.options import read_key_file
+from ecr_oci.errors import PolicyInputError
 from ecr_oci.policy import DEFAULT_NAME, FORMATS, PolicyFormat, render_policy, write_rendered
 
 
@@ -85,10 +86,7 @@ def render(
       ecr-oci policy render --key cosign.pub --registry ecr.example.org \\
           --deployment sage-prod --format containers -o rendered
     """
-    try:
-        public_key_pem = key_path.read_bytes()
-    except OSError as err:
-        raise KeyFileError(f"cannot read the key file {key_path}: {err.strerror}") from None
+    public_key_pem = read_key_file(key_path)
     files = render_policy(
         policy_format,
         public_key_pem=public_key_pem,

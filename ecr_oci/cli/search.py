@@ -19,7 +19,7 @@ import httpx
 from pydantic import BaseModel, ValidationError
 
 from ecr_oci.cli.main import cli
-from ecr_oci.cli.options import echo_json
+from ecr_oci.cli.options import echo_json, human_size
 from ecr_oci.errors import Error
 from ecr_oci.oci.redact import redact_url
 from ecr_oci.server.schemas import BundleDetail, SearchPage, VersionDetail, VersionSummary
@@ -82,17 +82,6 @@ def _error_of(response: httpx.Response) -> tuple[str, str]:
         return str(error["code"]), str(error["message"])
     except (ValueError, KeyError, TypeError):
         return f"HTTP {response.status_code}", f"the ECR service answered HTTP {response.status_code}"
-
-
-def _size(n: int | None) -> str:
-    if n is None:
-        return "-"
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    raise AssertionError("unreachable")
 
 
 def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
@@ -216,7 +205,7 @@ def show(ref: str, as_json: bool, service_url: str) -> None:
                 (
                     v.version,
                     v.created or "-",
-                    _size(v.total_size),
+                    human_size(v.total_size),
                     ",".join(p.text for p in v.platforms) or "-",
                     v.image_digest,
                 )
@@ -236,7 +225,7 @@ def show(ref: str, as_json: bool, service_url: str) -> None:
     click.echo("\nplatforms:")
     _table(("PLATFORM", "DIGEST"), [(p.text, p.digest) for p in one.platforms])
     click.echo("\nlayers:")
-    _table(("ROLE", "SIZE", "DIGEST"), [(la.role, _size(la.size), la.digest) for la in one.layers])
+    _table(("ROLE", "SIZE", "DIGEST"), [(la.role, human_size(la.size), la.digest) for la in one.layers])
     click.echo("\nreferrers:")
     _table(
         ("KIND", "ARTIFACT TYPE", "DIGEST"),
@@ -258,4 +247,4 @@ def _describe(item: VersionSummary) -> None:
     click.echo(f"authors:      {', '.join(a.name for a in item.authors) or '-'}")
     click.echo(f"requirements: {', '.join(item.requirements) or '-'}")
     click.echo(f"platforms:    {', '.join(item.platforms) or '-'}")
-    click.echo(f"created:      {item.created or '-'}   size: {_size(item.total_size)}")
+    click.echo(f"created:      {item.created or '-'}   size: {human_size(item.total_size)}")

@@ -11,7 +11,6 @@ flags here override them. docs/service.md describes the service.
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -19,6 +18,7 @@ from typing import TYPE_CHECKING
 import click
 
 from ecr_oci.cli.main import cli
+from ecr_oci.cli.options import echo_json
 
 if TYPE_CHECKING:
     from ecr_oci.server.settings import Settings
@@ -107,7 +107,7 @@ def _reconcile(config_path: Path | None, *, rebuild: bool, as_json: bool) -> Non
     finally:
         engine.dispose()
     if as_json:
-        click.echo(json.dumps(report.to_json(), indent=2))
+        echo_json(report.to_json())
     else:
         click.echo(("rebuilt: " if rebuild else "reconciled: ") + report.summary())
         for error in report.errors:

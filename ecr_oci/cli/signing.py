@@ -21,7 +21,7 @@ import click
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from ecr_oci.cli.main import cli
-from ecr_oci.cli.options import RegistryOptions, echo_json, registry_options
+from ecr_oci.cli.options import RegistryOptions, echo_json, read_key_file, registry_options
 from ecr_oci.errors import KeyFileError, VerificationError
 from ecr_oci.reference import Reference
 from ecr_oci.signing.keys import generate_key_pair, load_private_key, load_public_key
@@ -49,12 +49,12 @@ def key_password(*, confirm: bool) -> bytes:
 
 def load_signing_key(path: Path) -> ec.EllipticCurvePrivateKey:
     """Read and decrypt a private key file, asking for its password; raises ``KeyFileError``."""
-    return load_private_key(_read(path), key_password(confirm=False), source=str(path))
+    return load_private_key(read_key_file(path), key_password(confirm=False), source=str(path))
 
 
 def load_verification_key(path: Path) -> ec.EllipticCurvePublicKey:
     """Read a ``cosign.pub``-style public key file; raises ``KeyFileError``."""
-    return load_public_key(_read(path), source=str(path))
+    return load_public_key(read_key_file(path), source=str(path))
 
 
 @contextmanager
@@ -83,13 +83,6 @@ def _key_values(pairs: tuple[str, ...]) -> dict[str, str]:
             raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint="--annotation")
         found[key] = value
     return found
-
-
-def _read(path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except OSError as err:
-        raise KeyFileError(f"{path}: cannot read the key file ({err.strerror})") from None
 
 
 @cli.command()

@@ -12,16 +12,14 @@ Thin by design (STYLE §10): each command calls one library function (``load_spe
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 import click
 
 from ecr_oci.bundle.spec import BundleSpec
-from ecr_oci.bundle.spec_loader import load_spec
-from ecr_oci.bundle.starter import write_starter
+from ecr_oci.bundle.spec_loader import SPEC_FILE, load_spec
+from ecr_oci.bundle.starter import default_name, write_starter
 from ecr_oci.cli.main import cli
-from ecr_oci.errors import BundleSpecError
 
 
 @cli.command()
@@ -66,7 +64,7 @@ def init(directory: Path, namespace: str, name: str | None) -> None:
     plugin = name if name is not None else default_name(directory)
     for path in write_starter(directory, namespace=namespace, name=plugin):
         click.echo(f"wrote {path}")
-    click.echo(f"next: edit {directory / 'ecr.yaml'}, then run `ecr-oci validate {directory}`")
+    click.echo(f"next: edit {directory / SPEC_FILE}, then run `ecr-oci validate {directory}`")
 
 
 def summary(spec: BundleSpec) -> str:
@@ -83,19 +81,3 @@ def summary(spec: BundleSpec) -> str:
     if spec.profile is not None:
         parts.append(f"profile {spec.profile.path}")
     return f"{spec.repository} {spec.metadata.version} ({', '.join(parts)})"
-
-
-def default_name(directory: Path) -> str:
-    """The directory's name as a plugin name: ``My Plugin_v2`` → ``my-plugin-v2``.
-
-    Raises :class:`BundleSpecError` when nothing usable is left (``ecr-oci init .`` in ``/``).
-    """
-    base = directory.resolve().name.lower()
-    cleaned = re.sub(r"[^a-z0-9]+", "-", base).strip("-")[:64].rstrip("-")
-    if len(cleaned) < 2:
-        raise BundleSpecError(
-            f"cannot make a plugin name from the directory name {base!r}; pass --name",
-            file=str(directory / "ecr.yaml"),
-            field="metadata.name",
-        )
-    return cleaned

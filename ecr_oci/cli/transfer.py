@@ -15,6 +15,7 @@ from ecr_oci.cli.options import (
     RegistryOptions,
     default_cache_path,
     echo_json,
+    human_size,
     registry_options,
     source_date_epoch,
 )
@@ -24,15 +25,6 @@ from ecr_oci.reference import Reference
 
 if TYPE_CHECKING:
     from ecr_oci.bundle.inspect import ReferrerNode
-
-
-def _size(n: int) -> str:
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    raise AssertionError("unreachable")
 
 
 @cli.command()
@@ -102,8 +94,8 @@ def push(
     click.echo(f"  platforms {', '.join(result.platforms)}")
     for layer in result.layers:
         note = "uploaded" if layer.uploaded else "already there"
-        click.echo(f"  {layer.role:<9} {_size(layer.size):>10}  {layer.digest}  ({note})")
-    click.echo(f"  sent      {_size(result.bytes_uploaded)}")
+        click.echo(f"  {layer.role:<9} {human_size(layer.size):>10}  {layer.digest}  ({note})")
+    click.echo(f"  sent      {human_size(result.bytes_uploaded)}")
     if result.signed:
         click.echo(
             f"  signed    {len(result.signed)} manifest(s) with {sign_key}, and attested its SLSA provenance"
@@ -157,7 +149,7 @@ def pull(
         return
     click.echo(f"pulled {result.reference} (bundle {result.bundle_digest}) into {result.output}")
     for role, size in result.written.items():
-        click.echo(f"  {role:<8} {_size(size)}")
+        click.echo(f"  {role:<8} {human_size(size)}")
 
 
 @cli.command()
@@ -187,7 +179,7 @@ def inspect(reference: str, as_json: bool, insecure: bool, authfile: Path | None
         click.echo(f"  about      {meta['description']}")
         click.echo(f"  built      {found.bundle['created']}")
         for layer in found.bundle["layers"]:
-            click.echo(f"  {layer['role']:<10} {_size(layer['size']):>10}  {layer['digest']}")
+            click.echo(f"  {layer['role']:<10} {human_size(layer['size']):>10}  {layer['digest']}")
     else:
         click.echo("  bundle     none (not pushed by ecr-oci)")
     click.echo("  platforms")
@@ -200,5 +192,5 @@ def inspect(reference: str, as_json: bool, insecure: bool, authfile: Path | None
 
 def _echo_tree(nodes: list[ReferrerNode], indent: str) -> None:
     for node in nodes:
-        click.echo(f"{indent}{node.artifact_type or '?'}  {node.digest}  ({_size(node.size)})")
+        click.echo(f"{indent}{node.artifact_type or '?'}  {node.digest}  ({human_size(node.size)})")
         _echo_tree(node.children, indent + "  ")

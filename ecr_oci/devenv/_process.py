@@ -11,6 +11,8 @@ only ever stop what they started (another engineer's registry on the same machin
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import shutil
 import signal
@@ -19,7 +21,9 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import ClassVar, Self
+from typing import Any, ClassVar, Self
+
+import httpx
 
 from ecr_oci.errors import Error
 
@@ -35,6 +39,7 @@ __all__ = [
     "tail",
     "terminate_pid",
     "wait_for",
+    "wait_ready",
 ]
 
 #: Debian package that provides each program the dev environment runs (for the "install it" hint).
@@ -191,6 +196,31 @@ def terminate_pid(pid: int, *, timeout: float = 10.0, proc: subprocess.Popen[byt
     wait_for(gone, timeout=timeout)
 
 
+def wait_ready(
+    ready: Callable[[], bool],
+    *,
+    alive: Callable[[], bool],
+    what: str,
+    timeout: float,
+    log_path: Path,
+    interval: float = 0.05,
+) -> None:
+    """Poll ``ready`` until it is true, while ``alive`` stays true.
+
+    Raises :class:`DevEnvError` with the end of ``log_path`` when the process exits first or
+    ``timeout`` seconds pass; ``what`` names the process and where it should answer.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        if not alive():
+            raise DevEnvError(f"{what} exited during startup; log {log_path}:\n{tail(log_path)}")
+        if ready():
+            return
+        if time.monotonic() >= deadline:
+            raise DevEnvError(f"{what} did not answer within {timeout} s; log {log_path}:\n{tail(log_path)}")
+        time.sleep(interval)
+
+
 def tail(path: Path, lines: int = 20) -> str:
     """The last ``lines`` lines of a log file (empty when it does not exist), for error messages."""
     try:
@@ -222,17 +252,25 @@ class Service:
 
 
 class FileBackedService(Service):
-    """A service whose config, log and state live in files under ``root`` (named by the subclass).
+    """A server process whose config, log and state live in files under ``root``.
 
-    ``state`` records the PID so a later command (``make stop``) can stop what an earlier one started.
+    The subclass names the files, writes the config, gives the argv and says how to tell the
+    process answers (:meth:`_answers`) and that a PID is still ours (:meth:`_is_our_process`).
+    ``state`` records the PID so a later command (``make stop``) can stop what an earlier one
+    started, and :meth:`attach` finds it again from there.
     """
 
     CONFIG_NAME: ClassVar[str]
     LOG_NAME: ClassVar[str]
     STATE_NAME: ClassVar[str]
+    #: What the process is, for error messages ("registry", "service").
+    KIND: ClassVar[str]
 
     root: Path
-    _pid: int | None
+    startup_timeout: float
+    stop_timeout: float = 10.0
+    _proc: subprocess.Popen[bytes] | None = None
+    _pid: int | None = None
 
     @property
     def config_path(self) -> Path:
@@ -250,3 +288,129 @@ class FileBackedService(Service):
     def pid(self) -> int | None:
         """PID of the process (also for one found again from its state file)."""
         return self._pid
+
+    # -- what a subclass says -------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        """``http://127.0.0.1:PORT``, where the process answers."""
+        raise NotImplementedError
+
+    def _answers(self, client: httpx.Client) -> bool:
+        """Whether the process serves requests yet (raise ``httpx.TransportError`` when not)."""
+        raise NotImplementedError
+
+    def _is_our_process(self, pid: int) -> bool:
+        """Whether ``pid`` still runs this root's config (guards against PID reuse)."""
+        raise NotImplementedError
+
+    def _state(self) -> dict[str, Any]:
+        """What the state file records besides the PID."""
+        raise NotImplementedError
+
+    def _describe(self) -> str:
+        """The process in an error message."""
+        return f"the {self.KIND} on {self.url}"
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    def _launch(self, argv: Sequence[str], *, env: Mapping[str, str], detach: bool) -> None:
+        """Start ``argv`` with its output appended to the log, record it, wait until it answers.
+
+        ``detach=True`` starts it in its own session through a short-lived shell, so it is not our
+        child and keeps running after this Python process exits (no zombie, no ResourceWarning).
+        On any failure to become ready the process is stopped again.
+        """
+        if detach:
+            launcher = subprocess.run(
+                [
+                    "/bin/sh",
+                    "-c",
+                    'log=$1; shift; "$@" >>"$log" 2>&1 </dev/null & echo $!',
+                    "sh",
+                    str(self.log_path),
+                    *argv,
+                ],
+                env=dict(env),
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                text=True,
+                start_new_session=True,
+                check=True,
+            )
+            self._proc = None
+            self._pid = int(launcher.stdout.strip())
+        else:
+            with self.log_path.open("ab") as log:
+                self._proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+            self._pid = self._proc.pid
+        self.state_path.write_text(json.dumps({"pid": self._pid, **self._state()}, indent=2) + "\n")
+        try:
+            self.wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+
+    def wait_ready(self) -> None:
+        """Block until the process answers; raises :class:`DevEnvError` if it dies or times out."""
+        with httpx.Client(trust_env=False, timeout=2.0) as client:
+
+            def ready() -> bool:
+                try:
+                    return self._answers(client)
+                except httpx.TransportError:
+                    return False
+
+            wait_ready(
+                ready,
+                alive=self.is_running,
+                what=self._describe(),
+                timeout=self.startup_timeout,
+                log_path=self.log_path,
+            )
+
+    def is_running(self) -> bool:
+        """Whether the process we started (or attached to) is alive."""
+        if self._proc is not None:
+            return self._proc.poll() is None
+        return self._pid is not None and pid_alive(self._pid) and self._is_our_process(self._pid)
+
+    def stop(self) -> None:
+        """SIGTERM, SIGKILL after ``stop_timeout`` s; forget the recorded state."""
+        self._signal_stop(kill=False)
+
+    def kill(self) -> None:
+        """SIGKILL at once (fault tests: a process that dies mid-request)."""
+        self._signal_stop(kill=True)
+
+    def _signal_stop(self, *, kill: bool) -> None:
+        if self._pid is not None and self.is_running():
+            if kill:
+                pid = self._pid
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+                if self._proc is None:
+                    wait_for(lambda: not pid_alive(pid), timeout=self.stop_timeout)
+            else:
+                terminate_pid(self._pid, timeout=self.stop_timeout, proc=self._proc)
+        if self._proc is not None:
+            # Reap our child (it may already be dead) so no zombie or ResourceWarning remains.
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._proc.wait(timeout=self.stop_timeout)
+        self._proc = None
+        self._pid = None
+        self.state_path.unlink(missing_ok=True)
+
+    # -- state file (for a process that outlives the command that started it) -------------------
+
+    @classmethod
+    def read_state(cls, root: Path) -> dict[str, Any]:
+        """The state file under ``root``; raises :class:`DevEnvError` when missing or unreadable."""
+        state_path = Path(root).absolute() / cls.STATE_NAME
+        try:
+            state = json.loads(state_path.read_text())
+        except FileNotFoundError:
+            raise DevEnvError(f"no {cls.KIND} state in {state_path.parent} (was it started there?)") from None
+        except ValueError as err:
+            raise DevEnvError(f"unreadable {cls.KIND} state {state_path}: {err}") from err
+        return dict(state)

@@ -16,22 +16,23 @@ creation time, so the same busybox binary always gives the same digests.
 The multi-platform variant is an image index with ``linux/amd64`` (the runnable image) and
 ``linux/arm64`` (the same tree plus a marker file, config architecture arm64, so its digest
 differs; it will not run here and need not): enough to test platform selection. Each platform image
-is pushed by digest with skopeo, then the index is PUT with httpx — a dev helper, not the library's
-push path.
+is pushed by digest with skopeo, then the index is PUT with :class:`~ecr_oci.oci.registry.RegistryClient`.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
-import httpx
-
 from ecr_oci.devenv._process import DevEnvError, run_checked
+from ecr_oci.digest import Digest
+from ecr_oci.errors import RegistryError
+from ecr_oci.mediatypes import MediaType
+from ecr_oci.oci.models import Descriptor, Index, Platform
+from ecr_oci.oci.registry import RegistryClient
 
 __all__ = [
     "DEFAULT_APPLETS",
@@ -41,16 +42,8 @@ __all__ = [
     "build_multiplatform_base",
 ]
 
-MANIFEST_MEDIA_TYPE = "application/vnd.oci.image.manifest.v1+json"
-INDEX_MEDIA_TYPE = "application/vnd.oci.image.index.v1+json"
-_ACCEPT = ", ".join(
-    [
-        MANIFEST_MEDIA_TYPE,
-        INDEX_MEDIA_TYPE,
-        "application/vnd.docker.distribution.manifest.v2+json",
-        "application/vnd.docker.distribution.manifest.list.v2+json",
-    ]
-)
+MANIFEST_MEDIA_TYPE = MediaType.OCI_MANIFEST.value
+INDEX_MEDIA_TYPE = MediaType.OCI_INDEX.value
 
 #: Applets linked into ``/bin`` (enough for plugin shell scripts and for tests to look around).
 DEFAULT_APPLETS: tuple[str, ...] = (
@@ -77,25 +70,14 @@ def _split_platform(platform: str) -> tuple[str, str, str | None]:
     return parts[0], parts[1], parts[2] if len(parts) == 3 else None
 
 
-def _scheme(insecure: bool) -> str:
-    return "http" if insecure else "https"
-
-
-def _existing_digest(registry_host: str, repository: str, tag: str, *, insecure: bool) -> str | None:
-    """Digest of ``repository:tag`` when the registry has it, else None."""
-    url = f"{_scheme(insecure)}://{registry_host}/v2/{repository}/manifests/{tag}"
+@contextmanager
+def _registry(registry_host: str, *, insecure: bool) -> Iterator[RegistryClient]:
+    """A :class:`RegistryClient` whose :class:`RegistryError` comes out as :class:`DevEnvError`."""
     try:
-        response = httpx.head(url, headers={"Accept": _ACCEPT}, timeout=10.0, trust_env=False)
-    except httpx.TransportError as err:
-        raise DevEnvError(f"cannot reach registry {registry_host}: {err}") from err
-    if response.status_code == 404:
-        return None
-    if response.status_code != 200:
-        raise DevEnvError(f"HEAD {url} answered HTTP {response.status_code}")
-    digest = response.headers.get("Docker-Content-Digest")
-    if not digest:
-        raise DevEnvError(f"HEAD {url} answered without Docker-Content-Digest")
-    return str(digest)
+        with RegistryClient(registry_host, insecure=insecure, timeout=30.0) as client:
+            yield client
+    except RegistryError as err:
+        raise DevEnvError(str(err)) from err
 
 
 def _make_rootfs(rootfs: Path, *, busybox: Path, applets: Sequence[str], marker: str | None) -> None:
@@ -142,16 +124,12 @@ def _build_layout_image(
     )  # fmt: skip
 
 
-def _layout_descriptor(layout: Path, tag: str) -> dict[str, object]:
+def _layout_descriptor(layout: Path, tag: str) -> Descriptor:
     """The descriptor (mediaType, digest, size) that ``layout``'s ``index.json`` has for ``tag``."""
-    index = json.loads((layout / "index.json").read_text())
-    for entry in index.get("manifests", []):
-        if entry.get("annotations", {}).get("org.opencontainers.image.ref.name") == tag:
-            return {
-                "mediaType": entry["mediaType"],
-                "digest": entry["digest"],
-                "size": entry["size"],
-            }
+    index = Index.model_validate_json((layout / "index.json").read_bytes())
+    for entry in index.manifests:
+        if (entry.annotations or {}).get("org.opencontainers.image.ref.name") == tag:
+            return Descriptor(mediaType=entry.mediaType, digest=entry.digest, size=entry.size)
     raise DevEnvError(f"tag {tag!r} missing from OCI layout {layout}")
 
 
@@ -193,9 +171,10 @@ def build_busybox_base(
     if not platforms:
         raise DevEnvError("build_busybox_base needs at least one platform")
     if not force:
-        existing = _existing_digest(registry_host, repository, tag, insecure=insecure)
+        with _registry(registry_host, insecure=insecure) as client:
+            existing = client.head_manifest(repository, tag)
         if existing is not None:
-            return f"{registry_host}/{repository}:{tag}@{existing}"
+            return f"{registry_host}/{repository}:{tag}@{existing.digest}"
     if not busybox.is_file():
         raise DevEnvError(f"{busybox} not found: install the Debian package busybox-static (`make install`)")
 
@@ -206,7 +185,7 @@ def build_busybox_base(
         shutil.rmtree(layout)
     run_checked(["umoci", "init", "--layout", str(layout)], timeout=timeout)
 
-    entries: list[tuple[str, dict[str, object]]] = []
+    entries: list[tuple[str, Descriptor]] = []  # (tag in the layout, descriptor with platform)
     for number, platform in enumerate(platforms):
         os_name, arch, _variant = _split_platform(platform)
         layout_tag = f"{tag}-{os_name}-{arch}" if len(platforms) > 1 else tag
@@ -214,45 +193,23 @@ def build_busybox_base(
         rootfs = workdir / f"rootfs-{os_name}-{arch}"
         _make_rootfs(rootfs, busybox=busybox, applets=applets, marker=marker)
         _build_layout_image(layout, layout_tag, rootfs, os_name=os_name, arch=arch, timeout=timeout)
-        entries.append((platform, _layout_descriptor(layout, layout_tag)))
+        descriptor = _layout_descriptor(layout, layout_tag)
+        entries.append((layout_tag, descriptor.model_copy(update={"platform": Platform.parse(platform)})))
 
     destination = f"docker://{registry_host}/{repository}"
     if len(entries) == 1:
-        _, descriptor = entries[0]
-        _skopeo_push(f"oci:{layout}:{tag}", f"{destination}:{tag}", insecure=insecure,
+        layout_tag, descriptor = entries[0]
+        _skopeo_push(f"oci:{layout}:{layout_tag}", f"{destination}:{tag}", insecure=insecure,
                      timeout=timeout)  # fmt: skip
-        return f"{registry_host}/{repository}:{tag}@{descriptor['digest']}"
+        return f"{registry_host}/{repository}:{tag}@{descriptor.digest}"
 
-    manifests: list[dict[str, object]] = []
-    for platform, descriptor in entries:
-        os_name, arch, variant = _split_platform(platform)
-        layout_tag = f"{tag}-{os_name}-{arch}"
-        _skopeo_push(f"oci:{layout}:{layout_tag}", f"{destination}@{descriptor['digest']}",
+    for layout_tag, descriptor in entries:
+        _skopeo_push(f"oci:{layout}:{layout_tag}", f"{destination}@{descriptor.digest}",
                      insecure=insecure, timeout=timeout)  # fmt: skip
-        platform_obj: dict[str, str] = {"architecture": arch, "os": os_name}
-        if variant:
-            platform_obj["variant"] = variant
-        manifests.append({**descriptor, "platform": platform_obj})
-    index = {"schemaVersion": 2, "mediaType": INDEX_MEDIA_TYPE, "manifests": manifests}
-    body = json.dumps(index, separators=(",", ":"), sort_keys=True).encode()
-    digest = "sha256:" + hashlib.sha256(body).hexdigest()
-    url = f"{_scheme(insecure)}://{registry_host}/v2/{repository}/manifests/{tag}"
-    try:
-        response = httpx.put(
-            url,
-            content=body,
-            headers={"Content-Type": INDEX_MEDIA_TYPE},
-            timeout=30.0,
-            trust_env=False,
-        )
-    except httpx.TransportError as err:
-        raise DevEnvError(f"cannot reach registry {registry_host}: {err}") from err
-    if response.status_code != 201:
-        raise DevEnvError(f"PUT {url} answered HTTP {response.status_code}: {response.text[:500]}")
-    returned = response.headers.get("Docker-Content-Digest")
-    if returned and returned != digest:
-        raise DevEnvError(f"registry stored the index as {returned}, expected {digest}")
-    return f"{registry_host}/{repository}:{tag}@{digest}"
+    index = Index(manifests=[descriptor for _, descriptor in entries]).to_bytes()
+    with _registry(registry_host, insecure=insecure) as client:
+        client.put_manifest(repository, tag, index, MediaType.OCI_INDEX)
+    return f"{registry_host}/{repository}:{tag}@{Digest.of(index)}"
 
 
 def build_multiplatform_base(

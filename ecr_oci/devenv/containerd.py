@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import subprocess
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Self
@@ -32,6 +31,7 @@ from ecr_oci.devenv._process import (
     run_checked,
     tail,
     terminate_pid,
+    wait_ready,
 )
 
 __all__ = ["ContainerRunError", "LocalContainerd"]
@@ -146,20 +146,14 @@ class LocalContainerd(Service):
         return self
 
     def _wait_ready(self) -> None:
-        deadline = time.monotonic() + self.startup_timeout
-        while True:
-            if not self.is_running():
-                raise DevEnvError(
-                    f"containerd exited during startup; log {self.log_path}:\n{tail(self.log_path)}"
-                )
-            if self.socket.exists() and self.ctr(["version"], check=False).returncode == 0:
-                return
-            if time.monotonic() >= deadline:
-                raise DevEnvError(
-                    f"containerd did not answer on {self.socket} within {self.startup_timeout} s; "
-                    f"log {self.log_path}:\n{tail(self.log_path)}"
-                )
-            time.sleep(0.1)
+        wait_ready(
+            lambda: self.socket.exists() and self.ctr(["version"], check=False).returncode == 0,
+            alive=self.is_running,
+            what=f"containerd on {self.socket}",
+            timeout=self.startup_timeout,
+            log_path=self.log_path,
+            interval=0.1,
+        )
 
     def is_running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None

@@ -20,15 +20,12 @@ again to stop it, but only if that PID is still a ``docker-registry`` serving ou
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import json
 import os
 import re
 import secrets
-import signal
 import socket
-import subprocess
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -42,12 +39,8 @@ import yaml
 from ecr_oci.devenv._process import (
     DevEnvError,
     FileBackedService,
-    pid_alive,
     pid_cmdline,
     require_program,
-    tail,
-    terminate_pid,
-    wait_for,
 )
 
 __all__ = ["LocalRegistry", "LoggedResponse", "free_port"]
@@ -164,6 +157,7 @@ class LocalRegistry(FileBackedService):
     CONFIG_NAME = CONFIG_NAME
     LOG_NAME = LOG_NAME
     STATE_NAME = STATE_NAME
+    KIND = "registry"
 
     def __init__(
         self,
@@ -189,8 +183,6 @@ class LocalRegistry(FileBackedService):
         self.program = program
         self.startup_timeout = startup_timeout
         self.stop_timeout = stop_timeout
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._pid: int | None = None
 
     # -- where things are ---------------------------------------------------------------------
 
@@ -257,8 +249,8 @@ class LocalRegistry(FileBackedService):
     def start(self, *, detach: bool = False) -> Self:
         """Start the registry and wait until ``GET /v2/`` answers.
 
-        ``detach=True`` starts it in its own session through a short-lived shell, so it is not our
-        child and keeps running after this Python process exits (``ecr-oci dev registry start``).
+        ``detach=True`` lets it keep running after this Python process exits
+        (``ecr-oci dev registry start``).
 
         Raises :class:`DevEnvError` when the port is taken, or the registry dies or does not answer
         within ``startup_timeout`` (the message carries the end of its log);
@@ -271,66 +263,17 @@ class LocalRegistry(FileBackedService):
             raise DevEnvError(f"cannot start a registry on {self.host}: the port is in use")
         self.root.mkdir(parents=True, exist_ok=True)
         self.write_config()
-        argv = [program, "serve", str(self.config_path)]
         env = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRY_")}
-        if detach:
-            # The shell starts the registry in the background and exits at once: the registry is
-            # then nobody's child here (no zombie, no ResourceWarning) and has its own session.
-            launcher = subprocess.run(
-                [
-                    "/bin/sh",
-                    "-c",
-                    'log=$1; shift; "$@" >>"$log" 2>&1 </dev/null & echo $!',
-                    "sh",
-                    str(self.log_path),
-                    *argv,
-                ],
-                env=env,
-                stdin=subprocess.DEVNULL,
-                capture_output=True,
-                text=True,
-                start_new_session=True,
-                check=True,
-            )
-            self._proc = None
-            self._pid = int(launcher.stdout.strip())
-        else:
-            with self.log_path.open("ab") as log:
-                self._proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
-            self._pid = self._proc.pid
-        self._write_state()
-        try:
-            self.wait_ready()
-        except BaseException:
-            self.stop()
-            raise
+        self._launch([program, "serve", str(self.config_path)], env=env, detach=detach)
         return self
 
-    def wait_ready(self) -> None:
-        """Block until ``GET /v2/`` answers (any HTTP status: 401 is ready when auth is on)."""
-        deadline = time.monotonic() + self.startup_timeout
-        with httpx.Client(trust_env=False, timeout=2.0) as client:
-            while True:
-                if not self.is_running():
-                    raise DevEnvError(
-                        f"docker-registry on {self.host} exited during startup; "
-                        f"log {self.log_path}:\n{tail(self.log_path)}"
-                    )
-                with contextlib.suppress(httpx.TransportError):
-                    client.get(f"{self.url}/v2/")
-                    return
-                if time.monotonic() >= deadline:
-                    raise DevEnvError(
-                        f"docker-registry on {self.host} did not answer /v2/ within "
-                        f"{self.startup_timeout} s; log {self.log_path}:\n{tail(self.log_path)}"
-                    )
-                time.sleep(0.05)
+    def _answers(self, client: httpx.Client) -> bool:
+        # Any HTTP status counts: 401 is ready when auth is on.
+        client.get(f"{self.url}/v2/")
+        return True
 
-    def is_running(self) -> bool:
-        """Whether the process we started (or attached to) is alive."""
-        if self._proc is not None:
-            return self._proc.poll() is None
-        return self._pid is not None and pid_alive(self._pid) and self._is_our_process(self._pid)
+    def _describe(self) -> str:
+        return f"docker-registry on {self.host}"
 
     def _is_our_process(self, pid: int) -> bool:
         """Whether ``pid`` is a docker-registry serving this root's config (guards PID reuse)."""
@@ -342,32 +285,6 @@ class LocalRegistry(FileBackedService):
             and Path(argv[2]).absolute() == self.config_path
         )
 
-    def stop(self) -> None:
-        """SIGTERM the registry, SIGKILL after ``stop_timeout`` s; forget the recorded state."""
-        self._signal_stop(kill=False)
-
-    def kill(self) -> None:
-        """SIGKILL the registry at once (fault tests: a registry that dies mid-push)."""
-        self._signal_stop(kill=True)
-
-    def _signal_stop(self, *, kill: bool) -> None:
-        if self._pid is not None and self.is_running():
-            if kill:
-                pid = self._pid
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-                if self._proc is None:
-                    wait_for(lambda: not pid_alive(pid), timeout=self.stop_timeout)
-            else:
-                terminate_pid(self._pid, timeout=self.stop_timeout, proc=self._proc)
-        if self._proc is not None:
-            # Reap our child (it may already be dead) so no zombie or ResourceWarning remains.
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self._proc.wait(timeout=self.stop_timeout)
-        self._proc = None
-        self._pid = None
-        self.state_path.unlink(missing_ok=True)
-
     def restart(self, *, detach: bool = False) -> Self:
         """Stop and start again on the same port with the same store (in-memory queues are lost)."""
         self.stop()
@@ -375,9 +292,8 @@ class LocalRegistry(FileBackedService):
 
     # -- state file (for a registry that outlives the command that started it) ----------------
 
-    def _write_state(self) -> None:
-        state = {
-            "pid": self._pid,
+    def _state(self) -> dict[str, Any]:
+        return {
             "host": self.host,
             "port": self.port,
             "config": str(self.config_path),
@@ -386,7 +302,6 @@ class LocalRegistry(FileBackedService):
             "program": self.program,
             "started": datetime.now(UTC).isoformat(timespec="seconds"),
         }
-        self.state_path.write_text(json.dumps(state, indent=2) + "\n")
 
     @classmethod
     def attach(cls, root: Path) -> LocalRegistry:
@@ -396,14 +311,7 @@ class LocalRegistry(FileBackedService):
         serving this root's config, so :meth:`stop` never signals an unrelated process that got
         the PID later. Raises :class:`DevEnvError` when ``root`` holds no state file.
         """
-        root = Path(root).absolute()
-        state_path = root / STATE_NAME
-        try:
-            state = json.loads(state_path.read_text())
-        except FileNotFoundError:
-            raise DevEnvError(f"no registry state in {root} (was it started there?)") from None
-        except ValueError as err:
-            raise DevEnvError(f"unreadable registry state {state_path}: {err}") from err
+        state = cls.read_state(root)
         program = str(state.get("program") or "docker-registry")
         registry = cls(root, port=int(state["port"]), program=program)
         registry._pid = int(state["pid"])

@@ -15,26 +15,18 @@ recorded PID, and only while that PID still runs that command line.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import secrets
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any, Self
 
 import httpx
 
 from ecr_oci.devenv._process import (
-    DevEnvError,
     FileBackedService,
-    pid_alive,
     pid_cmdline,
-    tail,
-    terminate_pid,
 )
 
 __all__ = ["LocalService"]
@@ -63,6 +55,7 @@ class LocalService(FileBackedService):
     CONFIG_NAME = CONFIG_NAME
     LOG_NAME = LOG_NAME
     STATE_NAME = STATE_NAME
+    KIND = "ECR service"
 
     def __init__(
         self,
@@ -82,8 +75,6 @@ class LocalService(FileBackedService):
         self.database_url = database_url or f"sqlite:///{self.root / 'ecr.db'}"
         self.settings = dict(settings or {})
         self.startup_timeout = startup_timeout
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._pid: int | None = None
 
     @property
     def url(self) -> str:
@@ -153,95 +144,28 @@ class LocalService(FileBackedService):
         self.write_config()
         # the child must not take ECR_* from our environment: the config file is the whole truth
         env = {k: v for k, v in os.environ.items() if not k.startswith("ECR_")}
-        with self.log_path.open("ab") as log:
-            self._proc = subprocess.Popen(
-                self._argv(),
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=log,
-                start_new_session=detach,
-            )
-        self._pid = self._proc.pid
-        if detach:
-            self._proc = None  # not waited on: it outlives us (reaped by init when we exit)
-        self._write_state()
-        try:
-            self.wait_ready()
-        except BaseException:
-            self.stop()
-            raise
+        self._launch(self._argv(), env=env, detach=detach)
         return self
 
-    def wait_ready(self) -> None:
-        deadline = time.monotonic() + self.startup_timeout
-        with httpx.Client(trust_env=False, timeout=2.0) as client:
-            while True:
-                if not self.is_running():
-                    raise DevEnvError(
-                        f"the ECR service exited during startup; log {self.log_path}:\n{tail(self.log_path)}"
-                    )
-                with contextlib.suppress(httpx.TransportError):
-                    if client.get(f"{self.url}/openapi.json").status_code == 200:
-                        return
-                if time.monotonic() >= deadline:
-                    raise DevEnvError(
-                        f"the ECR service did not answer within {self.startup_timeout} s; "
-                        f"log {self.log_path}:\n{tail(self.log_path)}"
-                    )
-                time.sleep(0.05)
+    def _answers(self, client: httpx.Client) -> bool:
+        return client.get(f"{self.url}/openapi.json").status_code == 200
 
-    def is_running(self) -> bool:
-        if self._proc is not None:
-            return self._proc.poll() is None
-        return (
-            self._pid is not None
-            and pid_alive(self._pid)
-            and pid_cmdline(self._pid)[-4:-2] == ["--config", str(self.config_path)]
-        )
+    def _is_our_process(self, pid: int) -> bool:
+        return pid_cmdline(pid)[-4:-2] == ["--config", str(self.config_path)]
 
-    def stop(self) -> None:
-        """SIGTERM (graceful: uvicorn finishes requests), SIGKILL after 10 s."""
-        if self._pid is not None and self.is_running():
-            terminate_pid(self._pid, timeout=10.0, proc=self._proc)
-        self._forget()
-
-    def kill(self) -> None:
-        """SIGKILL at once (fault tests: a service that dies mid-burst)."""
-        if self._pid is not None and self.is_running():
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self._pid, signal.SIGKILL)
-        self._forget()
-
-    def _forget(self) -> None:
-        if self._proc is not None:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self._proc.wait(timeout=10.0)
-        self._proc = None
-        self._pid = None
-        self.state_path.unlink(missing_ok=True)
-
-    def _write_state(self) -> None:
-        state = {
-            "pid": self._pid,
+    def _state(self) -> dict[str, Any]:
+        return {
             "port": self.port,
             "url": self.url,
             "registry": self.registry,
             "config": str(self.config_path),
             "log": str(self.log_path),
         }
-        self.state_path.write_text(json.dumps(state, indent=2) + "\n")
 
     @classmethod
     def attach(cls, root: Path) -> LocalService:
         """The service recorded under ``root`` by a detached :meth:`start`."""
-        root = Path(root).absolute()
-        try:
-            state = json.loads((root / STATE_NAME).read_text())
-        except FileNotFoundError:
-            raise DevEnvError(f"no service state in {root} (was it started there?)") from None
-        except ValueError as err:
-            raise DevEnvError(f"unreadable service state {root / STATE_NAME}: {err}") from err
+        state = cls.read_state(root)
         service = cls(root, registry=str(state["registry"]), port=int(state["port"]))
         service._pid = int(state["pid"])
         return service

@@ -49,6 +49,22 @@ def list_referrers(
     client: RegistryClient, repository: str, subject: Digest, *, artifact_type: str | None = None
 ) -> list[Descriptor]:
     """Descriptors of the manifests whose ``subject`` is ``subject`` (filtered by artifact type)."""
+    found = referrers_from_api(client, repository, subject, artifact_type=artifact_type)
+    if found is None:
+        found = _fallback_referrers(client, repository, subject)
+    if artifact_type is not None:
+        found = [d for d in found if d.artifactType == artifact_type]
+    return found
+
+
+def referrers_from_api(
+    client: RegistryClient, repository: str, subject: Digest, *, artifact_type: str | None = None
+) -> list[Descriptor] | None:
+    """What the registry's referrers API lists for ``subject``; ``None`` when it has no such API.
+
+    The filter is only a hint to the registry (it may ignore it): :func:`list_referrers` filters
+    again.
+    """
     response = client.send_raw(
         "GET",
         f"/v2/{repository}/referrers/{subject}",
@@ -57,16 +73,12 @@ def list_referrers(
         params={"artifactType": artifact_type} if artifact_type else None,
         headers={"Accept": MediaType.OCI_INDEX},
     )
-    if response.status_code == 200 and response.headers.get("Content-Type", "").startswith(
+    if response.status_code != 200 or not response.headers.get("Content-Type", "").startswith(
         MediaType.OCI_INDEX
     ):
-        raw = RawManifest(MediaType.OCI_INDEX, Digest.of(response.content), response.content)
-        found = raw.as_index(url=str(response.url)).manifests
-    else:
-        found = _fallback_referrers(client, repository, subject)
-    if artifact_type is not None:
-        found = [d for d in found if d.artifactType == artifact_type]
-    return found
+        return None
+    raw = RawManifest(MediaType.OCI_INDEX, Digest.of(response.content), response.content)
+    return list(raw.as_index(url=str(response.url)).manifests)
 
 
 def _fallback_referrers(client: RegistryClient, repository: str, subject: Digest) -> list[Descriptor]:

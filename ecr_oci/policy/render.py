@@ -47,6 +47,7 @@ from typing import Any, Literal, get_args
 
 import yaml
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from ecr_oci.errors import Error, InvalidReferenceError, PolicyInputError
 from ecr_oci.mediatypes import approval_type, check_deployment_name
@@ -114,7 +115,8 @@ def render_policy(
     if format not in TEMPLATES:
         raise PolicyInputError(f"unknown policy format {format!r}: use one of {', '.join(FORMATS)}")
     # Re-encoded, so stray whitespace or CRLF line ends in the file never reach a policy.
-    pem = encode_public_key(load_public_key(public_key_pem, source=key_source))
+    key = load_public_key(public_key_pem, source=key_source)
+    pem = encode_public_key(key)
     deployment = check_deployment(deployment)
     values = {
         "REGISTRY": check_registry(registry),
@@ -140,7 +142,7 @@ def render_policy(
             rendered[target] = (json.dumps(tree, indent=2) + "\n").encode("utf-8")
         else:
             tree = _fill(yaml.safe_load(text), values, template)
-            header = _header(format, template, values["REGISTRY"], values["DEPLOYMENT"], pem)
+            header = _header(format, template, values["REGISTRY"], deployment, key)
             rendered[target] = (header + _dump_yaml(tree, template)).encode("utf-8")
     return rendered
 
@@ -240,10 +242,10 @@ def _dump_yaml(tree: Any, template: str) -> str:
     return text
 
 
-def _header(format: str, template: str, registry: str, deployment: str, pem: bytes) -> str:
-    der = serialization.load_pem_public_key(pem).public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
+def _header(
+    format: str, template: str, registry: str, deployment: str, key: ec.EllipticCurvePublicKey
+) -> str:
+    der = key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     return (
         f"# Rendered by `ecr-oci policy render --format {format}` from policies/{template}\n"
         f"# registry: {registry}  deployment: {deployment}\n"

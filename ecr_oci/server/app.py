@@ -28,14 +28,13 @@ import contextlib
 import logging
 import threading
 from collections.abc import AsyncIterator, Callable
-from typing import Any
 
 from fastapi import FastAPI
 
 from ecr_oci.oci.registry import RegistryClient
 from ecr_oci.server.db.engine import make_engine, session_factory
 from ecr_oci.server.db.migrate import upgrade
-from ecr_oci.server.routes import notifications
+from ecr_oci.server.routes import api, notifications, referrers
 from ecr_oci.server.routes.errors import install_error_handlers
 from ecr_oci.server.services.activity import SERVICE_USER_AGENT
 from ecr_oci.server.services.index import BlobCache
@@ -53,13 +52,7 @@ def create_app(settings: Settings, *, registry_client: RegistryClientFactory | N
     """The service for ``settings``; ``registry_client`` replaces how registry clients are made
     (tests: a client with other timeouts or credentials)."""
     engine = make_engine(settings.database_url)
-
-    def default_client() -> RegistryClient:
-        # short timeouts and few retries (a notification handler must answer the registry
-        # quickly), and the service's User-Agent, so its own reads are nobody's pulls
-        return service_client(settings)
-
-    client_factory = registry_client or default_client
+    client_factory = registry_client or (lambda: service_client(settings))
     shared = SharedClient(client_factory)
 
     @contextlib.asynccontextmanager
@@ -93,8 +86,8 @@ def create_app(settings: Settings, *, registry_client: RegistryClientFactory | N
     app.state.blob_cache = BlobCache()
     app.state.reconciler = Reconciler(app.state.write_sessions, client_factory)
     install_error_handlers(app)
-    for router in _routers():
-        app.include_router(router)
+    for module in (notifications, api, referrers):
+        app.include_router(module.router)
     return app
 
 
@@ -132,22 +125,6 @@ def service_client(settings: Settings) -> RegistryClient:
     # RegistryClient has no User-Agent argument; its httpx client's default headers are the place
     client._http.headers["User-Agent"] = SERVICE_USER_AGENT
     return client
-
-
-def _routers() -> list[Any]:
-    routers: list[Any] = [notifications.router]
-    # ---- S2's routers (search API, OCI referrers view) --------------------------------------
-    # Imported here once they exist; the try keeps the app working while they are being written.
-    # TODO(issue 4, S2): replace with plain imports when ecr_oci/server/routes/{api,referrers}.py land.
-    for name in ("api", "referrers"):
-        try:
-            module = __import__(f"ecr_oci.server.routes.{name}", fromlist=["router"])
-        except ModuleNotFoundError as err:
-            if err.name != f"ecr_oci.server.routes.{name}":
-                raise
-            continue
-        routers.append(module.router)
-    return routers
 
 
 async def _periodic_reconcile(reconciler: Reconciler, settings: Settings) -> None:

@@ -88,6 +88,12 @@ def _utc(value: datetime) -> datetime:
 Timestamp = Annotated[datetime, BeforeValidator(_rfc3339_text), AfterValidator(_utc)]
 
 
+def _first_error(err: ValidationError) -> str:
+    """``field: message`` of the first error (``predicate`` when it is about the whole object)."""
+    first = err.errors()[0]
+    return f"{'.'.join(str(p) for p in first['loc']) or 'predicate'}: {first['msg']}"
+
+
 class Approval(BaseModel):
     """The approval predicate (``mediatypes/approval.schema.json``); unknown keys are refused.
 
@@ -122,10 +128,8 @@ class Approval(BaseModel):
         try:
             return cls.model_validate(predicate)
         except ValidationError as err:
-            first = err.errors()[0]
-            where = ".".join(str(p) for p in first["loc"]) or "predicate"
             raise VerificationError(
-                f"approval predicate is malformed ({where}: {first['msg']})", reason="malformed"
+                f"approval predicate is malformed ({_first_error(err)})", reason="malformed"
             ) from None
 
 
@@ -166,8 +170,7 @@ def approve_image(
             note=note,
         )
     except ValidationError as err:
-        first = err.errors()[0]
-        raise ValueError(f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}") from None
+        raise ValueError(_first_error(err)) from None
     if approval.expires is not None and approval.expires <= approval.approvedAt:
         raise ValueError(f"expires ({approval.expires.isoformat()}) is not after now")
     return attest_image(

@@ -59,7 +59,6 @@ __all__ = [
     "attest_image",
     "attestation_tag",
     "claimed_predicate_types",
-    "resolve_digest",
     "verify_attestation",
     "verify_attestations",
 ]
@@ -131,14 +130,6 @@ class VerifiedAttestation:
         }
 
 
-def resolve_digest(client: RegistryClient, reference: Reference) -> Digest:
-    """The manifest digest ``reference`` names now (a digest reference is checked to exist).
-
-    Raises :class:`~ecr_oci.errors.NotFound` when the tag or digest is not in the registry.
-    """
-    return client.manifest_digest(reference.repository, reference.identifier)
-
-
 def attest_image(
     client: RegistryClient,
     reference: Reference,
@@ -154,7 +145,7 @@ def attest_image(
     carry the attestation along. Raises :class:`~ecr_oci.errors.NotFound` when the image is
     missing and :class:`~ecr_oci.errors.RegistryError` for registry failures.
     """
-    digest = resolve_digest(client, reference)
+    digest = client.manifest_digest(reference.repository, reference.identifier)
     statement = Statement((Subject(reference.repository_url_part, digest),), predicate_type, predicate)
     envelope = sign_statement(statement, key)
     public_key = key.public_key()
@@ -210,7 +201,7 @@ def verify_attestations(
     but the signed statement says another), ``wrong-key`` (another key, or a changed payload),
     ``malformed``. :class:`~ecr_oci.errors.NotFound` when the image itself is missing.
     """
-    digest = resolve_digest(client, reference)
+    digest = client.manifest_digest(reference.repository, reference.identifier)
     name = f"{reference.repository_url_part}@{digest}"
     tag = attestation_tag(digest)
     manifest = _read_for_verification(client, reference.repository, tag, name=name)
@@ -272,7 +263,7 @@ def claimed_predicate_types(client: RegistryClient, reference: Reference) -> lis
     ``VerificationError(reason="malformed")`` when the tag holds something else than an image
     manifest, :class:`~ecr_oci.errors.NotFound` when the image is missing.
     """
-    tag = attestation_tag(resolve_digest(client, reference))
+    tag = attestation_tag(client.manifest_digest(reference.repository, reference.identifier))
     found = read_tagged(client, reference.repository, tag)
     layers = found.manifest.layers if found else []
     claimed = [(layer.annotations or {}).get(PREDICATE_TYPE_ANNOTATION) for layer in layers]

@@ -132,9 +132,10 @@ def sign_manifest(
 
 def _targets(raw: RawManifest) -> list[Descriptor]:
     """The manifest itself, then each manifest an index lists, every digest once."""
-    targets = [raw.descriptor()]
+    targets = {raw.digest: raw.descriptor()}
     if raw.is_index:
         for entry in raw.as_index().manifests:
-            if all(entry.digest != seen.digest for seen in targets):
-                targets.append(Descriptor(mediaType=entry.mediaType, digest=entry.digest, size=entry.size))
-    return targets
+            targets.setdefault(
+                entry.digest, Descriptor(mediaType=entry.mediaType, digest=entry.digest, size=entry.size)
+            )
+    return list(targets.values())

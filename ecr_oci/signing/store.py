@@ -29,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ecr_oci.digest import Digest
-from ecr_oci.errors import RegistryError, VerificationError
+from ecr_oci.errors import NotFound, RegistryError, VerificationError
 from ecr_oci.mediatypes import MediaType
 from ecr_oci.oci.models import Descriptor, Manifest, RawManifest
 from ecr_oci.oci.registry import RegistryClient
@@ -117,9 +117,10 @@ def read_tagged(client: RegistryClient, repository: str, tag: str) -> SignatureM
     image manifest (the message says "signature manifest" or "attestation manifest" by the tag's
     suffix), and :class:`~ecr_oci.errors.RegistryError` for registry failures.
     """
-    if client.head_manifest(repository, tag) is None:
+    try:
+        raw = client.get_manifest(repository, tag)
+    except NotFound:
         return None
-    raw = client.get_manifest(repository, tag)
     where = f"{client.host}/{repository}:{tag}"
     kind = "attestation" if tag.endswith(".att") else "signature"
     if raw.media_type not in (MediaType.OCI_MANIFEST, MediaType.DOCKER_MANIFEST):

@@ -41,7 +41,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from ecr_oci.bundle.config import ROLE_ANNOTATION, BundleConfig
 from ecr_oci.bundle.spec import _SEMVER_RE  # the one semver rule ecr.yaml versions follow
 from ecr_oci.digest import Digest
-from ecr_oci.errors import InvalidReferenceError, NotFound, RegistryError
+from ecr_oci.errors import NotFound, RegistryError
 from ecr_oci.mediatypes import MediaType
 from ecr_oci.oci.models import RawManifest
 from ecr_oci.oci.registry import RegistryClient
@@ -57,6 +57,8 @@ from ecr_oci.server.db.models import (
     VersionRequirement,
     utcnow,
 )
+from ecr_oci.signing.attest import PREDICATE_TYPE_ANNOTATION
+from ecr_oci.signing.sigstore_bundle import BUNDLE_MEDIA_TYPE as SIGSTORE_BUNDLE_MEDIA_TYPE
 from ecr_oci.signing.store import SIMPLESIGNING_MEDIA_TYPE
 
 __all__ = [
@@ -86,9 +88,7 @@ KINDS = (
     "fallback-index",
     "other",
 )
-SIGSTORE_BUNDLE_MEDIA_TYPE = "application/vnd.dev.sigstore.bundle.v0.3+json"
 CERTIFICATE_ANNOTATION = "dev.sigstore.cosign/certificate"
-PREDICATE_TYPE_ANNOTATION = "predicateType"
 BUNDLE_PREDICATE_ANNOTATION = "dev.sigstore.bundle.predicateType"
 #: Kinds whose only anchor is a tag (``.sig``, ``.att``, ``sha256-<hex>``): forgotten when it moves.
 TAG_ANCHORED = frozenset({"signature", "attestation", "fallback-index"})
@@ -512,41 +512,6 @@ class Indexer:
         if subject:  # a bundle gone: its version falls back to the next bundle or none
             tags |= set(tags_pointing_at(session, repo.id, [subject]))
         sync_versions(session, repo, tags)
-
-    # -- one-call entry points ------------------------------------------------------------------
-
-    def index_reference(
-        self, repository: str, *, tag: str | None = None, digest: Digest | None = None
-    ) -> str | None:
-        """Index what ``repository:tag`` (or ``@digest``) is now; returns the digest indexed.
-
-        With a tag, its *current* target is indexed (HEAD), whatever the event said; a tag that
-        is gone is forgotten. A digest the registry lacks is forgotten too.
-        """
-        if tag is not None:
-            current = self.current_digest(repository, tag)
-            if current is None:
-                with self.sessions.begin() as session:
-                    self.forget_tag(session, repository, tag)
-                return None
-            digest = current
-        if digest is None:
-            raise InvalidReferenceError("index_reference needs a tag or a digest")
-        with self.sessions() as session:
-            known = _known(session, repository, str(digest))
-        if known:
-            with self.sessions.begin() as session:
-                if tag is not None:
-                    lock_repository(session, repository)
-                    self.set_tag(session, repository_row(session, repository), tag, str(digest))
-            return str(digest)
-        fetched = self.fetch(repository, digest, tag=tag)
-        with self.sessions.begin() as session:
-            if fetched is None:
-                self.forget_manifest(session, repository, str(digest))
-                return None
-            self.store(session, fetched, tag=tag)
-        return str(digest)
 
 
 # -- rows -------------------------------------------------------------------------------------------

@@ -35,12 +35,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from ecr_oci.digest import Digest
 from ecr_oci.errors import RegistryError
-from ecr_oci.mediatypes import MediaType
-from ecr_oci.oci.models import RawManifest
+from ecr_oci.oci.referrers import referrers_from_api
 from ecr_oci.oci.registry import RegistryClient
 from ecr_oci.server.db.models import ManifestRow, Repository, Tag, Version, utcnow
 from ecr_oci.server.services.index import (
-    IMAGE_KINDS,
     FetchedManifest,
     Indexer,
     is_version_tag,
@@ -212,12 +210,12 @@ class Reconciler:
         if referrers_api is not False:
             images = [d for t, d in current.items() if is_version_tag(t)]
             for image in images:
-                found = _referrers(client, repository, image)
+                found = referrers_from_api(client, repository, Digest.parse(image))
                 if found is None:
                     referrers_api = False
                     break
                 referrers_api = True
-                wanted |= found
+                wanted |= {str(d.digest) for d in found}
         missing = sorted(wanted - known)
 
         def fetch(digest: str) -> FetchedManifest | RegistryError | None:
@@ -243,9 +241,14 @@ class Reconciler:
             for item in fetched:
                 indexer.store(session, item)
             affected: set[str] = set()
+            # when each tag was last written, read once (not once per tag)
+            updated = dict(
+                session.execute(select(Tag.name, Tag.updated_at).where(Tag.repository_id == repo.id))
+                .tuples()
+                .all()
+            )
             for tag, digest in current.items():
-                row = session.scalar(select(Tag).where(Tag.repository_id == repo.id, Tag.name == tag))
-                if row is not None and _after(row.updated_at, walk_started):
+                if tag in updated and _after(updated[tag], walk_started):
                     continue  # an event moved it after we listed: newer than our view
                 affected |= indexer.set_tag(session, repo, tag, digest, sync=False)
             stale_tags = session.scalars(
@@ -269,20 +272,10 @@ class Reconciler:
                 )
             )
             for manifest in stale:
-                if manifest.kind in IMAGE_KINDS or manifest.kind == "bundle":
-                    affected |= {
-                        v.tag
-                        for v in session.scalars(
-                            select(Version).where(
-                                Version.repository_id == repo.id,
-                                (Version.image_digest == manifest.digest)
-                                | (Version.bundle_digest == manifest.digest),
-                            )
-                        )
-                    }
                 session.delete(manifest)
                 report.removed_manifests += 1
             session.flush()
+            # every version is re-derived (below), so those built on a removed image or bundle too
             affected |= set(session.scalars(select(Version.tag).where(Version.repository_id == repo.id)))
             sync_versions(session, repo, affected | set(current))
         return referrers_api
@@ -293,20 +286,3 @@ def _after(moment: datetime, reference: datetime) -> bool:
     if moment.tzinfo is None:
         reference = reference.replace(tzinfo=None)
     return moment > reference
-
-
-def _referrers(client: RegistryClient, repository: str, subject: str) -> set[str] | None:
-    """Digests the registry's referrers API lists for ``subject``; ``None`` when it has no API."""
-    response = client.send_raw(
-        "GET",
-        f"/v2/{repository}/referrers/{subject}",
-        what=f"list referrers of {subject}",
-        ok=(200, 404),
-        headers={"Accept": MediaType.OCI_INDEX},
-    )
-    if response.status_code != 200 or not response.headers.get("Content-Type", "").startswith(
-        MediaType.OCI_INDEX
-    ):
-        return None
-    raw = RawManifest(MediaType.OCI_INDEX, Digest.of(response.content), response.content)
-    return {str(d.digest) for d in raw.as_index().manifests}

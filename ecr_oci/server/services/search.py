@@ -34,7 +34,7 @@ import json
 import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, TypeVarTuple, get_args
+from typing import Any, get_args
 
 from sqlalchemy import (
     ColumnElement,
@@ -127,12 +127,14 @@ _BM25_WEIGHTS = (10.0, 1.0, 5.0, 1.0)
 #: bounded candidate set"): per tier, the this-many most recently indexed matches.
 RANK_CANDIDATES = 500
 _CURSOR_VERSION = 1
-_Ts = TypeVarTuple("_Ts")
 #: A SELECT of any columns.
 _AnySelect = Select[*tuple[Any, ...]]
 _WORD_RE = re.compile(r"\w+")
 _REQUIREMENT_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _FINGERPRINT_RE = re.compile(r"(?:sha256:)?([0-9a-fA-F]{64})")
+#: The SQLite FTS5 table (rowid = ``version.id``) and its name as a MATCH operand.
+_FTS = table(FTS_TABLE, column("rowid"))
+_FTS_NAME: ColumnElement[Any] = literal_column(FTS_TABLE)
 
 
 @dataclass(frozen=True)
@@ -322,10 +324,8 @@ def _tsquery(words: Sequence[str]) -> ColumnElement[Any]:
 def _text_filter(words: Sequence[str], dialect: str) -> ColumnElement[bool]:
     """Versions holding every word, as a plain condition: no rank is computed."""
     if dialect == "sqlite":
-        fts = table(FTS_TABLE, column("rowid"))
-        fts_name: ColumnElement[Any] = literal_column(FTS_TABLE)
-        matching = select(fts.c.rowid).where(
-            fts_name.op("MATCH")(bindparam("fts_query", _fts_expression(words)))
+        matching = select(_FTS.c.rowid).where(
+            _FTS_NAME.op("MATCH")(bindparam("fts_query", _fts_expression(words)))
         )
         return Version.id.in_(matching.scalar_subquery())
     if dialect == "postgresql":
@@ -353,8 +353,7 @@ def _ranked(
     set does not depend on the cursor, so keyset pages over it are consistent.
     """
     if dialect == "sqlite":
-        fts = table(FTS_TABLE, column("rowid"))
-        fts_name: ColumnElement[Any] = literal_column(FTS_TABLE)
+        fts, fts_name = _FTS, _FTS_NAME
         expression = _fts_expression(words)
 
         def newest(fts_query: str, name: str) -> _AnySelect:
@@ -384,8 +383,6 @@ def _ranked(
             )
             .subquery("hits")
         )
-        vid, rank_col = hits.c.vid, hits.c.rank
-        stmt = select(vid, rank_col)
     elif dialect == "postgresql":
         vector: ColumnElement[Any] = literal_column("version.search_vector")
         tsquery = _tsquery(words)
@@ -399,10 +396,10 @@ def _ranked(
         # float8: the cursor's float compares exactly
         rank_pg = (-func.ts_rank(vector, tsquery)).cast(Double).label("rank")
         hits = select(Version.id.label("vid"), rank_pg).join(pool, pool.c.id == Version.id).subquery("hits")
-        vid, rank_col = hits.c.vid, hits.c.rank
-        stmt = select(vid, rank_col)
     else:
         raise InvalidInputError(f"text search is not supported on {dialect}", code="BAD_PARAMETER")
+    vid, rank_col = hits.c.vid, hits.c.rank
+    stmt = select(vid, rank_col)
     if after is not None:
         stmt = stmt.where(tuple_(rank_col, vid) > tuple_(after[0], after[1]))
     return stmt.order_by(rank_col, vid)
@@ -640,9 +637,7 @@ def version_detail(
     row = session.scalar(select(Version).where(Version.repository_id == repo.id, Version.tag == version))
     if row is None:
         raise NotFoundError(f"{repo.name} has no version {version[:128]!r}")
-    platforms = list(
-        session.scalars(select(Platform).where(Platform.version_id == row.id).order_by(Platform.id))
-    )
+    platforms = _platforms_of(session, [row.id]).get(row.id, [])
     layers = session.scalars(select(Layer).where(Layer.version_id == row.id).order_by(Layer.id))
     subjects = [row.image_digest, *(p.digest for p in platforms)]
     signatures = session.scalars(

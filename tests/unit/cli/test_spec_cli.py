@@ -9,8 +9,8 @@ import pytest
 from click.testing import CliRunner, Result
 
 from ecr_oci.bundle.spec_loader import load_spec
+from ecr_oci.bundle.starter import default_name
 from ecr_oci.cli.main import cli
-from ecr_oci.cli.spec import default_name
 
 
 def run(*args: str) -> Result:
