@@ -53,6 +53,7 @@ class RegistryClient:
         *,
         insecure: bool = False,
         credentials: Credentials | None = None,
+        auth: httpx.Auth | None = None,
         timeout: float = 60.0,
         retries: int = 3,
         backoff: float = 0.5,
@@ -66,7 +67,7 @@ class RegistryClient:
         self.chunk_size = chunk_size
         self.monolithic_limit = monolithic_limit
         self._http = httpx.Client(
-            auth=RegistryAuth(credentials=credentials),
+            auth=auth if auth is not None else RegistryAuth(credentials=credentials),
             timeout=httpx.Timeout(timeout, connect=10.0),
             headers={"User-Agent": "ecr-oci"},
             follow_redirects=True,

@@ -12,7 +12,14 @@ from __future__ import annotations
 
 from ecr_oci.errors import Error
 
-__all__ = ["InvalidInputError", "NotFoundError", "ServiceError", "UnauthorizedError"]
+__all__ = [
+    "ConflictError",
+    "ForbiddenError",
+    "InvalidInputError",
+    "NotFoundError",
+    "ServiceError",
+    "UnauthorizedError",
+]
 
 
 class ServiceError(Error):
@@ -42,3 +49,16 @@ class UnauthorizedError(ServiceError):
     """Missing or wrong credentials (the notification secret): a 401."""
 
     default_code = "UNAUTHORIZED"
+
+
+class ForbiddenError(ServiceError):
+    """Authenticated, but not allowed (an admin action by a non-admin): a 403. Never used for a
+    bundle the caller may not see: that is a :class:`NotFoundError`."""
+
+    default_code = "FORBIDDEN"
+
+
+class ConflictError(ServiceError):
+    """The name is taken (a user, team, namespace that exists): a 409."""
+
+    default_code = "CONFLICT"

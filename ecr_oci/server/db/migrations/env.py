@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from alembic import context
 
+from ecr_oci.server.db import accounts  # noqa: F401 - registers the account tables on Base
 from ecr_oci.server.db.models import Base
 
 config = context.config
