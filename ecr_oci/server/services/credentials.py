@@ -141,7 +141,7 @@ class Authenticator:
         ).first()
         if found is None:
             return None
-        token, principal = found.tuple()
+        token, principal = found
         if not hmac.compare_digest(token.secret_sha256, _sha256(secret)):
             return None
         if (username is not None and principal.name != username) or principal.disabled:
