@@ -1,4 +1,4 @@
-"""FastAPI dependencies the routers share: a database session, the visibility, the settings.
+"""FastAPI dependencies the routers share: a database session, the caller, what it may see.
 
     >>> from fastapi import Depends                                       # doctest: +SKIP
     >>> def search(session: Session = Depends(get_session),
@@ -6,19 +6,31 @@
 
 What ``create_app`` put on ``app.state`` is read here, so routes never touch ``app.state`` and
 tests can override a dependency (``app.dependency_overrides``).
+
+The caller (:func:`get_identity`): ``Authorization: Basic`` (name and password, or name and API
+token — what docker, podman and ``ecr-oci login`` store) or ``Bearer <API token>``; none is
+anonymous. Credentials that do not check out are a 401, not a silent fall back to anonymous: a
+typo must not look like "the bundle does not exist".
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 from collections.abc import Iterator
 
 from fastapi import Request
 from sqlalchemy.orm import Session
 
+from ecr_oci.server.services.access import ANONYMOUS, Identity
+from ecr_oci.server.services.errors import UnauthorizedError
 from ecr_oci.server.services.visibility import Visibility
 from ecr_oci.server.settings import Settings
 
-__all__ = ["get_session", "get_settings", "get_visibility"]
+__all__ = ["basic_credentials", "get_identity", "get_session", "get_settings", "get_visibility"]
+
+#: What a caller gets when access control is off: everything (a trusted single-user index).
+_TRUSTED = Identity("local", kind="user", is_admin=True)
 
 
 def get_session(request: Request) -> Iterator[Session]:
@@ -27,9 +39,53 @@ def get_session(request: Request) -> Iterator[Session]:
         yield session
 
 
+def basic_credentials(header: str) -> tuple[str, str] | None:
+    """``(name, secret)`` from an ``Authorization: Basic`` value, None when it is not one."""
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        name, sep, secret = base64.b64decode(value.strip(), validate=True).decode().partition(":")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    return (name, secret) if sep and name else None
+
+
+def get_identity(request: Request) -> Identity:
+    """The authenticated caller (cached on the request)."""
+    cached = getattr(request.state, "identity", None)
+    if isinstance(cached, Identity):
+        return cached
+    state = request.app.state
+    if not state.settings.access_control:
+        identity = _TRUSTED
+    else:
+        header = request.headers.get("authorization", "")
+        identity = ANONYMOUS
+        if header:
+            scheme, _, value = header.partition(" ")
+            with state.sessions() as session:
+                if scheme.lower() == "bearer":
+                    found = state.authenticator.authenticate_bearer(session, value.strip())
+                else:
+                    pair = basic_credentials(header)
+                    found = state.authenticator.authenticate(session, *pair) if pair else None
+            if found is None:
+                raise UnauthorizedError("wrong credentials: log in again (ecr-oci login)")
+            identity = found
+    request.state.identity = identity
+    return identity
+
+
 def get_visibility(request: Request) -> Visibility:
-    """What the caller may see. Issue 5: derived from the authenticated principal."""
-    return Visibility.everything()
+    """What the caller may see: exactly the bundles it may pull."""
+    identity = get_identity(request)
+    if identity.is_admin:
+        return Visibility.everything()
+    state = request.app.state
+    with state.sessions() as session:
+        visible: Visibility = state.rules.get(session).visibility(identity)
+    return visible
 
 
 def get_settings(request: Request) -> Settings:

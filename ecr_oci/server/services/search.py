@@ -593,7 +593,9 @@ def _repository(session: Session, name: str, *, visible: Visibility) -> Reposito
         )
     )
     if repo is None:
-        raise NotFoundError(f"no bundle {name[:200]!r}")
+        # the same text for missing and private, and without the name: an error body must not
+        # carry a private bundle's name to whoever may not see it (docs/access.md)
+        raise NotFoundError("no such bundle (check the name; a private one needs ecr-oci login)")
     return repo
 
 
