@@ -11,7 +11,9 @@
 Only manifest events are kept (a pull is one manifest GET, not one event per layer), HEAD
 requests are not pulls (distribution reports them as pulls too, REFERENCE.md), and the service's
 own reads (User-Agent :data:`SERVICE_USER_AGENT`) are not anybody's pulls. Event ids are unique:
-the registry redelivers until it gets a 2xx, and a duplicate is ignored.
+the registry redelivers until it gets a 2xx, and a duplicate is ignored. Each kept event is also an
+``audit_record`` (who — the registry token's subject —, what, when, from where), so the admins'
+audit query shows pushes and pulls next to logins and rule changes.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ecr_oci.mediatypes import MANIFEST_ACCEPT
+from ecr_oci.server.db.accounts import AuditRecord
 from ecr_oci.server.db.models import Event, Repository, Version
 
 __all__ = [
@@ -135,9 +138,21 @@ def record_events(session: Session, events: list[NotificationEvent]) -> int:
             user_agent=(event.request.useragent or "")[:512] or None,
             timestamp=_timestamp(event.timestamp),
         )
+        target = event.target.repository + (
+            f":{event.target.tag}" if event.target.tag else f"@{event.target.digest or ''}"
+        )
+        audit = AuditRecord(
+            time=row.timestamp,
+            actor=event.actor.name,
+            action=event.action,
+            outcome="ok",
+            target=target[:512],
+            source_addr=event.request.addr,
+            detail={"user_agent": row.user_agent} if row.user_agent else {},
+        )
         try:
             with session.begin_nested():  # a concurrent delivery of the same event may win
-                session.add(row)
+                session.add_all([row, audit])
             added += 1
         except IntegrityError:
             continue

@@ -104,7 +104,16 @@ def _push(env: AccessEnv, tmp: Path, credentials: Credentials, namespace: str, n
     spec.write_text(text)
     authfile = env.authfile(credentials, tmp / f"auth-{name}")
     done = subprocess.run(
-        [sys.executable, "-m", "ecr_oci", "push", str(directory), "--registry", env.registry.host, "--insecure"]
+        [
+            sys.executable,
+            "-m",
+            "ecr_oci",
+            "push",
+            str(directory),
+            "--registry",
+            env.registry.host,
+            "--insecure",
+        ]
         + ["--authfile", str(authfile), "--json"],
         capture_output=True,
         text=True,
@@ -156,7 +165,9 @@ def matrix(access_env: AccessEnv, tmp_path_factory: pytest.TempPathFactory) -> I
         "other_user": env.user(f"zed{suffix}"),
         "team_member": member,
         "robot_in_scope": env.robot(f"ci-in{suffix}", namespaces=[namespace], grants={namespace: "push"}),
-        "robot_out_of_scope": env.robot(f"ci-out{suffix}", namespaces=[elsewhere], grants={elsewhere: "push"}),
+        "robot_out_of_scope": env.robot(
+            f"ci-out{suffix}", namespaces=[elsewhere], grants={elsewhere: "push"}
+        ),
         "granted_node": env.node(f"node-a{suffix}", grants={bundles["private"].repository: "pull"}),
         "other_node": env.node(f"node-b{suffix}"),
         "admin": env.admin,
@@ -237,7 +248,11 @@ def _delete(m: Matrix, who: str, repo: str, b: Bundle) -> tuple[bool, list[httpx
                 "schemaVersion": 2,
                 "mediaType": str(MediaType.OCI_MANIFEST),
                 "artifactType": "application/vnd.example.throwaway",
-                "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": str(config.digest), "size": 2},
+                "config": {
+                    "mediaType": "application/vnd.oci.empty.v1+json",
+                    "digest": str(config.digest),
+                    "size": 2,
+                },
                 "layers": [],
                 "annotations": {"cell": f"{who}-{uuid.uuid4().hex}"},
             }
@@ -313,3 +328,42 @@ def test_cell(matrix: Matrix, principal: str, action: str, visibility: str) -> N
         for seen, absent in zip(responses, missing, strict=True):
             assert seen.status_code == absent.status_code
             assert seen.text.replace(bundle.repository, "<x>") == absent.text.replace(matrix.missing, "<x>")
+
+
+def test_audit_shows_logins_tokens_and_pushes(matrix: Matrix) -> None:
+    """Admins query one log: failed and good logins, tokens with their granted scopes, the owner's
+    push (from the registry's notification, actor = the token's subject), and no secret."""
+    env = matrix.env
+    owner = matrix.who["owner"]
+    assert owner is not None
+    assert env.token_response(Credentials(owner.username, "not-the-password")).status_code == 401
+    admin = (env.admin.username, env.admin.password)
+
+    def records(**params: str) -> list[dict[str, object]]:
+        response = httpx.get(f"{env.service.url}/api/v1/admin/audit", params=params, auth=admin, timeout=10)
+        assert response.status_code == 200, response.text
+        items: list[dict[str, object]] = response.json()["items"]
+        return items
+
+    logins = records(action="login", actor=owner.username)
+    assert {r["outcome"] for r in logins} >= {"ok", "failed"}
+    pushes = [
+        r
+        for r in records(action="push", actor=owner.username)
+        if str(r["target"]).startswith(matrix.bundles["private"].repository)
+    ]
+    assert pushes, "the owner's push of the private bundle is not in the audit log"
+    tokens = records(action="token", actor=owner.username)
+    assert any("push" in str(r["target"]) for r in tokens)
+    everything = json.dumps(records(limit="500"))
+    for credentials in matrix.who.values():
+        if credentials is not None:
+            assert credentials.password not in everything
+    # a non-admin may not read it, and anonymous is asked to log in
+    other = matrix.who["other_user"]
+    assert other is not None
+    denied = httpx.get(
+        f"{env.service.url}/api/v1/admin/audit", auth=(other.username, other.password), timeout=10
+    )
+    assert denied.status_code == 403
+    assert httpx.get(f"{env.service.url}/api/v1/admin/audit", timeout=10).status_code == 401
