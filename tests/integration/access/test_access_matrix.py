@@ -1,4 +1,4 @@
-"""The access matrix of issue 5: principals × visibility × actions, every cell asserted against the
+"""The access matrix of issue 5: principals x visibility x actions, every cell asserted against the
 real token-auth registry and the real service, and every answer to an unauthorised principal
 scanned for the private bundle's name, description and digests.
 
