@@ -113,8 +113,10 @@ def _push(env: AccessEnv, tmp: Path, credentials: Credentials, namespace: str, n
             "--registry",
             env.registry.host,
             "--insecure",
-        ]
-        + ["--authfile", str(authfile), "--json"],
+            "--authfile",
+            str(authfile),
+            "--json",
+        ],
         capture_output=True,
         text=True,
         timeout=300,
