@@ -77,6 +77,33 @@ class MediaType(enum.StrEnum):
 ROLES = ("code", "model", "data", "profile")
 
 
+class ProfileAnnotation(enum.StrEnum):
+    """Annotations of a profile referrer (``mediatypes/profile.md``): the key figures, so a referrers
+    listing alone can rank bundles without fetching the profiles.
+
+        >>> profile_metric_annotation("inference_ms", "p95")
+        'org.waggle-sensor.ecr.profile.metric.inference_ms.p95'
+
+    Values are strings (OCI annotations): numbers in plain decimal, bytes as integers.
+    """
+
+    DEVICE = "org.waggle-sensor.ecr.profile.device"
+    ARCH = "org.waggle-sensor.ecr.profile.arch"
+    ACCELERATOR = "org.waggle-sensor.ecr.profile.accelerator"
+    RUNTIME = "org.waggle-sensor.ecr.profile.runtime"
+    WALL_S = "org.waggle-sensor.ecr.profile.wall-s"
+    CPU_S = "org.waggle-sensor.ecr.profile.cpu-s"
+    PEAK_RSS_BYTES = "org.waggle-sensor.ecr.profile.peak-rss-bytes"
+    GPU_MEMORY_PEAK_BYTES = "org.waggle-sensor.ecr.profile.gpu-memory-peak-bytes"
+    #: prefix of ``…metric.<name>.p95``: see :func:`profile_metric_annotation`
+    METRIC_PREFIX = "org.waggle-sensor.ecr.profile.metric."
+
+
+def profile_metric_annotation(metric: str, statistic: str = "p95") -> str:
+    """The annotation key holding ``statistic`` of the plugin metric ``metric``."""
+    return f"{ProfileAnnotation.METRIC_PREFIX.value}{metric}.{statistic}"
+
+
 class PredicateType(enum.StrEnum):
     """in-toto predicate types ecr-oci writes: ours are specified in ``mediatypes/`` like media types.
 

@@ -91,7 +91,7 @@ def _fallback_referrers(client: RegistryClient, repository: str, subject: Digest
         if tag == suffix or len(suffix) != _REFERRER_TAG_HEX or suffix in known:
             continue  # not a referrer tag (cosign's ``.sig``/``.att``), or already listed
         try:
-            raw = _read(functools.partial(client.get_manifest, repository, tag))
+            raw = retry_busy(functools.partial(client.get_manifest, repository, tag))
         except NotFound:
             continue  # listed while its PUT is still writing it (distribution creates the folder first)
         found.append(_descriptor_of(raw.as_manifest(), raw.digest, len(raw.data)))
@@ -99,14 +99,19 @@ def _fallback_referrers(client: RegistryClient, repository: str, subject: Digest
     return found
 
 
-def _read(fetch: Callable[[], _T]) -> _T:
-    """distribution 2.8 answers 500 ("invalid checksum digest format") to a read of a tag that a
-    concurrent PUT is rewriting: retry those reads a few times."""
+def retry_busy(call: Callable[[], _T]) -> _T:
+    """``call()``, again a few times on HTTP 500: distribution 2.8 answers 500 ("invalid checksum
+    digest format") to a read of a tag that a concurrent PUT is rewriting, and to a PUT or a blob
+    HEAD racing a concurrent commit of the same path, and MANIFEST_BLOB_UNKNOWN to a manifest PUT
+    whose blob (pushed by us a moment before) another upload of the same digest is re-linking
+    (both seen with 50 concurrent attaches). Only for idempotent calls: reads, and PUTs by digest
+    or of a whole tag."""
     for attempt in range(_READ_ATTEMPTS):
         try:
-            return fetch()
+            return call()
         except RegistryError as err:
-            if err.status != 500 or attempt + 1 == _READ_ATTEMPTS:
+            busy = err.status == 500 or "MANIFEST_BLOB_UNKNOWN" in err.codes
+            if not busy or attempt + 1 == _READ_ATTEMPTS:
                 raise
             time.sleep(0.05 * (attempt + 1))
     raise AssertionError("unreachable")  # pragma: no cover
@@ -120,7 +125,7 @@ def _fallback_index(client: RegistryClient, repository: str, subject: Digest) ->
             return Index(manifests=[])
         return client.get_manifest(repository, tag).as_index()
 
-    return _read(fetch)
+    return retry_busy(fetch)
 
 
 def _descriptor_of(manifest: Manifest, digest: Digest, size: int) -> Descriptor:
@@ -146,17 +151,25 @@ def attach(client: RegistryClient, repository: str, manifest: Manifest) -> Descr
     data = manifest.to_bytes()
     digest = Digest.of(data)
     subject = manifest.subject.digest
-    headers = client.put_manifest(repository, digest, data, manifest.mediaType)
+    headers = retry_busy(lambda: client.put_manifest(repository, digest, data, manifest.mediaType))
     descriptor = _descriptor_of(manifest, digest, len(data))
     if headers.get("OCI-Subject"):
         return descriptor  # the registry indexes referrers itself
-    client.put_manifest(repository, referrer_tag(subject, digest), data, manifest.mediaType)
+    retry_busy(
+        lambda: client.put_manifest(repository, referrer_tag(subject, digest), data, manifest.mediaType)
+    )
     for _ in range(_ATTACH_ATTEMPTS):
         current = _fallback_referrers(client, repository, subject)
         if not any(d.digest == digest for d in current):
             current.append(descriptor)
-        client.put_manifest(
-            repository, fallback_tag(subject), Index(manifests=current).to_bytes(), MediaType.OCI_INDEX
+        retry_busy(
+            functools.partial(
+                client.put_manifest,
+                repository,
+                fallback_tag(subject),
+                Index(manifests=current).to_bytes(),
+                MediaType.OCI_INDEX,
+            )
         )
         # a concurrent writer may have replaced the index between our read and write: check
         if any(d.digest == digest for d in _fallback_index(client, repository, subject).manifests):
