@@ -15,9 +15,9 @@ from alembic.migration import MigrationContext
 from sqlalchemy import select, text
 
 from ecr_oci.mediatypes import MediaType
+from ecr_oci.server.db import accounts  # noqa: F401 - the account tables are part of the schema
 from ecr_oci.server.db.engine import make_engine, session_factory
 from ecr_oci.server.db.migrate import current_revision, head_revision, upgrade
-from ecr_oci.server.db import accounts  # noqa: F401 - the account tables are part of the schema
 from ecr_oci.server.db.models import Base, ManifestRow, Version
 from ecr_oci.server.services.index import (
     Classified,
