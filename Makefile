@@ -22,6 +22,8 @@ SERVICE_PORT ?= 8000
 SERVICE_URL := http://127.0.0.1:$(SERVICE_PORT)
 DEMO_DIR := examples/hello-sensor
 DEMO_IMAGE ?= $(REGISTRY)/waggle/hello-sensor:0.1.0
+# Docker credentials of the demo CI robot (written by `ecr-oci dev access`, mode 0600).
+DEMO_AUTH := $(STATE_DIR)/demo-auth.json
 
 # Debian packages the dev environment and the integration tests run (podman's recommends bring
 # conmon, netavark, slirp4netns …; runc because crun fails without CAP_SYS_RESOURCE; python3-venv
@@ -102,19 +104,23 @@ $(TOOLS_BIN)/.cosign-$(COSIGN_VERSION):
 	GOBIN=$(TOOLS_BIN) $(GO) install github.com/sigstore/cosign/v2/cmd/cosign@$(COSIGN_VERSION)
 	touch $@
 
-run: install ## Start a registry + the ECR service, push examples/hello-sensor, run it with podman
+run: install ## Start a registry with token auth + the ECR service, push examples/hello-sensor as a CI robot, run it with podman
 	$(ECR) dev service start --port $(SERVICE_PORT) --registry $(REGISTRY) --state-dir $(STATE_DIR)
-	$(ECR) dev registry start --port $(PORT) --notify-service --state-dir $(STATE_DIR)
-	$(ECR) dev base-image --registry $(REGISTRY) --state-dir $(STATE_DIR)
-	$(ECR) push $(DEMO_DIR) --registry $(REGISTRY) --insecure
+	$(ECR) dev registry start --port $(PORT) --notify-service --token-auth --state-dir $(STATE_DIR)
+	$(ECR) dev access --registry $(REGISTRY) --state-dir $(STATE_DIR)
+	REGISTRY_AUTH_FILE=$(DEMO_AUTH) $(ECR) dev base-image --registry $(REGISTRY) --state-dir $(STATE_DIR)
+	$(ECR) push $(DEMO_DIR) --registry $(REGISTRY) --insecure --authfile $(DEMO_AUTH)
 	@echo
-	@echo "--- podman pull + run $(DEMO_IMAGE) ---"
+	@echo "--- podman pull + run $(DEMO_IMAGE) (no credentials: waggle is public) ---"
 	$(ECR) dev podman --state-dir $(STATE_DIR) -- pull --quiet $(DEMO_IMAGE)
 	$(ECR) dev podman --state-dir $(STATE_DIR) -- run --rm $(DEMO_IMAGE)
 	@echo
-	@echo "The registry keeps running on $(REGISTRY) (state and log in $(STATE_DIR)/)."
-	@echo "The ECR service runs on $(SERVICE_URL) (API docs: $(SERVICE_URL)/docs; it indexed the push)."
-	@echo "Try:  $(ECR) inspect $(DEMO_IMAGE) --insecure"
+	@echo "The registry keeps running on $(REGISTRY) (state and log in $(STATE_DIR)/); its token server"
+	@echo "is the ECR service on $(SERVICE_URL) (API docs: $(SERVICE_URL)/docs; it indexed the push)."
+	@echo "First admin: admin; its password is in $(STATE_DIR)/admin.password (mode 0600)."
+	@echo "The demo CI robot's token (push to base, waggle) is in $(DEMO_AUTH)."
+	@echo "Try:  $(ECR) login $(REGISTRY) -u admin --password-stdin --insecure < $(STATE_DIR)/admin.password"
+	@echo "      $(ECR) inspect $(DEMO_IMAGE) --insecure"
 	@echo "Stop everything with: make stop"
 
 stop: ## Stop what `make run` started (registry and service, by their recorded PIDs; podman containers)
@@ -133,9 +139,11 @@ lint: venv ## ruff check, ruff format --check, mypy --strict on the package
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy ecr_oci
 
-bench: install ## Run the benchmarks (push vs oras/crane/skopeo; service search + indexing); not a test
+bench: install ## Run the benchmarks (push vs oras/crane/skopeo; service search + indexing; tokens; admission); not a test
 	$(BIN)/python -m benchmarks
 	$(BIN)/python -m benchmarks.service
+	$(BIN)/python -m benchmarks.tokens
+	$(BIN)/python -m benchmarks.admission
 
 lock: ## Regenerate requirements.lock from pyproject.toml (uv, with hashes, for Python 3.11)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

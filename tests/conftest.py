@@ -8,4 +8,5 @@ pytest_plugins = [
     "tests.fixtures.nodes",
     "tests.fixtures.token_server",
     "tests.fixtures.service",
+    "tests.fixtures.access",
 ]

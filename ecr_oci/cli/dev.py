@@ -1,7 +1,9 @@
 """``ecr-oci dev``: a local registry, a base image and a podman "node" for demos (``make run``).
 
-    $ ecr-oci dev registry start --port 5000          # background; state under .run/registry
-    $ ecr-oci dev base-image --registry 127.0.0.1:5000
+    $ ecr-oci dev service start --registry 127.0.0.1:5000   # the ECR service = token server
+    $ ecr-oci dev registry start --port 5000 --notify-service --token-auth
+    $ ecr-oci dev access --registry 127.0.0.1:5000     # first admin, demo namespaces, CI robot
+    $ REGISTRY_AUTH_FILE=.run/demo-auth.json ecr-oci dev base-image --registry 127.0.0.1:5000
     $ ecr-oci dev podman -- run --rm 127.0.0.1:5000/base/busybox:1.36 -c 'echo hello'
     $ ecr-oci dev registry stop
 
@@ -14,6 +16,10 @@ directory's config.
 
 from __future__ import annotations
 
+import base64
+import json
+import os
+import secrets
 import subprocess
 import sys
 from collections.abc import Callable
@@ -32,6 +38,7 @@ from ecr_oci.devenv import (
     require_program,
 )
 from ecr_oci.devenv.service import LocalService
+from ecr_oci.oci.auth import load_docker_config
 
 __all__ = ["dev"]
 
@@ -72,7 +79,8 @@ def dev() -> None:
     """Local dev environment: a registry, a busybox base image, a podman node.
 
     \b
-    Not for production: the registry listens on 127.0.0.1 over plain HTTP with no authentication.
+    Not for production: the registry listens on 127.0.0.1 over plain HTTP (with --token-auth the
+    ECR service is its token server; without it anyone may push).
     `make run` uses these commands; `make stop` stops what they started.
     """
 
@@ -89,14 +97,20 @@ def registry() -> None:
     is_flag=True,
     help="Send notifications to the ECR service of STATE_DIR/service (start it first).",
 )
+@click.option(
+    "--token-auth",
+    is_flag=True,
+    help="Token authentication with the ECR service of STATE_DIR/service as the token server.",
+)
 @_state_dir_option()
-def registry_start(port: int, notify_service: bool, state_dir: Path) -> None:
+def registry_start(port: int, notify_service: bool, token_auth: bool, state_dir: Path) -> None:
     """Start a registry on 127.0.0.1:PORT that keeps running after this command.
 
     Its config, log, storage and PID go under STATE_DIR/registry. Running it again while that
     registry is up only prints where it is. Stop it with `ecr-oci dev registry stop`.
     With --notify-service its notifications go to `dev service start`'s service, with that
-    service's shared secret.
+    service's shared secret; with --token-auth that service is its token server (realm
+    SERVICE/token; the service's certificate verifies the tokens).
     """
     recorded = _recorded_registry(state_dir)
     if recorded is not None and recorded.is_running():
@@ -108,11 +122,20 @@ def registry_start(port: int, notify_service: bool, state_dir: Path) -> None:
         click.echo(f"registry already running on {recorded.host} (pid {recorded.pid})")
         return
     notifications = []
-    if notify_service:
-        notifications.append(LocalService.attach(_service_root(state_dir)).notification_endpoint())
-    reg = LocalRegistry(_registry_root(state_dir), port=port, notifications=notifications)
+    auth_token = None
+    if notify_service or token_auth:
+        recorded_service = LocalService.attach(_service_root(state_dir))
+        if notify_service:
+            notifications.append(recorded_service.notification_endpoint())
+        if token_auth:
+            auth_token = recorded_service.token_auth()
+    reg = LocalRegistry(
+        _registry_root(state_dir), port=port, notifications=notifications, auth_token=auth_token
+    )
     reg.start(detach=True)
     click.echo(f"registry running on {reg.host} (pid {reg.pid})")
+    if auth_token is not None:
+        click.echo(f"  tokens:  {auth_token['realm']}")
     click.echo(f"  storage: {reg.storage_dir}")
     click.echo(f"  log:     {reg.log_path}")
     click.echo(f"  stop:    ecr-oci dev registry stop --state-dir {state_dir}   (or: make stop)")
@@ -202,6 +225,117 @@ def service_stop(state_dir: Path) -> None:
         if running
         else f"service from {state_dir} was not running (stale state removed)"
     )
+
+
+#: Files ``dev access`` writes under the state dir (mode 0600; never printed).
+ADMIN_PASSWORD_NAME = "admin.password"  # noqa: S105 - a file name, not a secret
+DEMO_AUTH_NAME = "demo-auth.json"
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write ``path`` with mode 0600 from the start (the secret is never world-readable)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.unlink(missing_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(text)
+
+
+@dev.command("access")
+@click.option(
+    "--registry",
+    "registry_host",
+    default="127.0.0.1:5000",
+    show_default=True,
+    metavar="HOST:PORT",
+    help="The registry the demo robot's credentials are for.",
+)
+@click.option("--admin", "admin_name", default="admin", show_default=True, help="The first admin's name.")
+@click.option(
+    "--public",
+    "public_namespaces",
+    multiple=True,
+    default=("base", "waggle"),
+    show_default=True,
+    help="Public namespaces to create (owned by the admin).",
+)
+@click.option("--robot", "robot_name", default="demo-ci", show_default=True, help="The demo CI robot.")
+@_state_dir_option()
+def access(
+    registry_host: str,
+    admin_name: str,
+    public_namespaces: tuple[str, ...],
+    robot_name: str,
+    state_dir: Path,
+) -> None:
+    """Seed the dev service's access rules for the demo (idempotent).
+
+    \b
+    - the first admin, when there is none (what `ecr-oci admin bootstrap` does), with a generated
+      password stored in STATE_DIR/admin.password (mode 0600; never printed);
+    - public namespaces (default base and waggle) owned by the admin;
+    - a CI robot scoped to them with push, and an API token of it stored as docker credentials
+      for REGISTRY in STATE_DIR/demo-auth.json (0600): `ecr-oci push --authfile` and skopeo
+      (REGISTRY_AUTH_FILE) use it. A stored token that still works is kept.
+
+    Works on the database of STATE_DIR/service's settings, like `ecr-oci admin bootstrap`.
+    """
+    from sqlalchemy import select
+
+    from ecr_oci.server.db.accounts import NamespaceRow, Principal
+    from ecr_oci.server.db.engine import make_engine, session_factory
+    from ecr_oci.server.db.migrate import upgrade
+    from ecr_oci.server.services import accounts
+    from ecr_oci.server.services.credentials import Authenticator
+    from ecr_oci.server.settings import Settings
+
+    config = _service_root(state_dir) / LocalService.CONFIG_NAME
+    if not config.exists():
+        raise DevEnvError(f"no service settings at {config}: run `ecr-oci dev service start` first")
+    password_file = (state_dir / ADMIN_PASSWORD_NAME).absolute()
+    auth_file = (state_dir / DEMO_AUTH_NAME).absolute()
+    engine = make_engine(Settings.load(config).database_url)
+    try:
+        upgrade(engine)
+        with session_factory(engine, write=True).begin() as session:
+            admins = list(session.scalars(select(Principal.name).where(Principal.is_admin)))
+            if not admins:
+                password = secrets.token_urlsafe(18)
+                accounts.bootstrap_admin(session, admin_name, password)
+                _write_private(password_file, password + "\n")
+                click.echo(f"admin {admin_name!r} created; password in {password_file} (mode 0600)")
+            else:
+                where = f"; password in {password_file}" if password_file.exists() else ""
+                click.echo(f"admin {admins[0]!r} unchanged{where}")
+            owner = admins[0] if admins else admin_name
+            existing = set(session.scalars(select(NamespaceRow.name)))
+            for namespace in public_namespaces:
+                if namespace not in existing:
+                    accounts.create_namespace(
+                        session, namespace, owner=owner, visibility="public", actor=owner
+                    )
+            robot = session.scalar(select(Principal).where(Principal.name == robot_name))
+            if robot is None:
+                accounts.create_robot(session, robot_name, namespaces=public_namespaces, actor=owner)
+                for namespace in public_namespaces:
+                    accounts.grant(session, namespace, "push", principal=robot_name, actor=owner)
+            stored = load_docker_config(auth_file).get(registry_host)
+            working = (
+                stored is not None
+                and stored.username == robot_name
+                and Authenticator().authenticate(session, stored.username, stored.password) is not None
+            )
+            if not working:
+                token = accounts.create_token(session, robot_name, name="make run", actor=owner)
+                pair = base64.b64encode(f"{robot_name}:{token}".encode()).decode()
+                _write_private(
+                    auth_file, json.dumps({"auths": {registry_host: {"auth": pair}}}, indent=2) + "\n"
+                )
+        click.echo(f"namespaces {', '.join(public_namespaces)}: public")
+        state = "unchanged" if working else "new token"
+        click.echo(f"robot {robot_name!r} (push to {', '.join(public_namespaces)}): {state}, in {auth_file}")
+    finally:
+        engine.dispose()
 
 
 @dev.command("base-image")

@@ -20,13 +20,16 @@ from ecr_oci.errors import Error
 #: Which module defines each command. Commands are imported on first use, so ``ecr-oci push`` does
 #: not pay for the service's or the signing stack's imports (start-up time counts in a no-op push).
 COMMAND_MODULES: dict[str, str] = {
+    "admin": "admin",
     "approve": "attest", "attest": "attest", "verify-attestation": "attest",
     "db": "service", "index": "service", "serve": "service",
     "dev": "dev",
     "init": "spec", "validate": "spec",
     "inspect": "transfer", "pull": "transfer", "push": "transfer",
     "keygen": "signing", "sign": "signing", "verify": "signing",
+    "login": "login", "logout": "login",
     "policy": "policy",
+    "profile": "profile",
     "search": "search", "show": "search",
 }  # fmt: skip
 

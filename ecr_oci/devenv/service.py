@@ -7,8 +7,13 @@
     'http://127.0.0.1:8000'
 
 Everything lives under ``root``: ``ecr.toml`` (written here), ``notification.secret`` (made once,
-then reused, so a registry configured with it keeps working across restarts), ``ecr.db``,
+then reused, so a registry configured with it keeps working across restarts), ``token/key.pem`` and
+``token/cert.pem`` (the token signing key and its certificate, made by :meth:`LocalService.token_auth`
+before the registry starts, since the registry reads the certificate at start), ``ecr.db``,
 ``service.log`` and ``service.json`` (PID and port, for :meth:`LocalService.attach` and stop).
+
+A registry for an access-controlled service (the default) is configured with
+``LocalRegistry(..., auth_token=svc.token_auth())``: the service is its token server.
 The process is ``python -m ecr_oci serve --config ROOT/ecr.toml``; it is stopped only by its
 recorded PID, and only while that PID still runs that command line.
 """
@@ -28,11 +33,14 @@ from ecr_oci.devenv._process import (
     FileBackedService,
     pid_cmdline,
 )
+from ecr_oci.server.services.tokens import TokenIssuer
 
 __all__ = ["LocalService"]
 
 CONFIG_NAME = "ecr.toml"
 SECRET_NAME = "notification.secret"  # noqa: S105 - a file name, not a secret
+TOKEN_KEY_NAME = "token/key.pem"  # noqa: S105 - a file name, not a secret
+TOKEN_CERT_NAME = "token/cert.pem"  # noqa: S105 - a file name, not a secret
 STATE_NAME = "service.json"
 LOG_NAME = "service.log"
 
@@ -110,6 +118,30 @@ class LocalService(FileBackedService):
             **extra,
         }
 
+    @property
+    def token_key_file(self) -> Path:
+        return Path(self.settings.get("token_key_file") or self.root / TOKEN_KEY_NAME)
+
+    @property
+    def token_cert_file(self) -> Path:
+        return Path(self.settings.get("token_cert_file") or self.root / TOKEN_CERT_NAME)
+
+    def token_issuer(self) -> TokenIssuer:
+        """The service's registry-token signer (what its ``/token`` signs with); its key and
+        certificate are made now when missing, exactly as the service makes them at start."""
+        return TokenIssuer(
+            self.token_key_file,
+            self.token_cert_file,
+            issuer=str(self.settings.get("token_issuer", "ecr-oci")),
+            service=str(self.settings.get("token_service", "ecr-registry")),
+        )
+
+    def token_auth(self) -> dict[str, str]:
+        """The registry's ``auth.token`` block for this service: realm ``URL/token``, service,
+        issuer, and the certificate as ``rootcertbundle`` (made now, so it exists before the
+        registry starts)."""
+        return self.token_issuer().registry_auth_config(f"{self.url}/token")
+
     def write_config(self) -> Path:
         values: dict[str, Any] = {
             "database_url": self.database_url,
@@ -118,6 +150,8 @@ class LocalService(FileBackedService):
             "notification_secret": self.secret,
             "host": "127.0.0.1",
             "port": self.port,
+            "token_key_file": str(self.token_key_file),
+            "token_cert_file": str(self.token_cert_file),
             **self.settings,
         }
         self.root.mkdir(parents=True, exist_ok=True)

@@ -26,7 +26,7 @@ from starlette.concurrency import run_in_threadpool
 
 from ecr_oci.server.routes.deps import basic_credentials
 from ecr_oci.server.routes.errors import ErrorBody, error_response
-from ecr_oci.server.services.access import ANONYMOUS, Identity
+from ecr_oci.server.services.access import ANONYMOUS, Identity, RuleSet
 from ecr_oci.server.services.audit import AuditEntry
 from ecr_oci.server.services.tokens import Scope, parse_scopes
 
@@ -45,9 +45,7 @@ class TokenResponse(BaseModel):
     issued_at: str
 
 
-def _access(app: Any, identity: Identity, scopes: list[Scope]) -> list[dict[str, Any]]:
-    with app.state.sessions() as session:
-        rules = app.state.rules.get(session)
+def _access(rules: RuleSet, identity: Identity, scopes: list[Scope]) -> list[dict[str, Any]]:
     access: list[dict[str, Any]] = []
     for scope in scopes[:MAX_SCOPES]:
         if scope.type == "repository":
@@ -70,10 +68,14 @@ def _issue(
     if service and service != settings.token_service:
         return error_response(400, "BAD_REQUEST", f"unknown service {service[:100]!r}")
     identity = ANONYMOUS
+    found: Identity | None = None
+    # one session for the credentials and the rules (a session per query costs more than the query)
+    with app.state.sessions() as session:
+        if credentials is not None:
+            found = app.state.authenticator.authenticate(session, *credentials)
+        rules = app.state.rules.get(session)
     if credentials is not None:
-        name, secret = credentials
-        with app.state.sessions() as session:
-            found = app.state.authenticator.authenticate(session, name, secret)
+        name = credentials[0]
         app.state.audit.add(
             AuditEntry(
                 actor=name[:128], action="login", outcome="ok" if found else "failed", source_addr=source
@@ -88,7 +90,7 @@ def _issue(
             )
         identity = found
     scopes = parse_scopes(scope_values)
-    access = _access(app, identity, scopes)
+    access = _access(rules, identity, scopes)
     body = app.state.token_issuer.issue(identity.name or "", access)
     app.state.audit.add(
         AuditEntry(

@@ -19,6 +19,14 @@ API tokens are ``ecr_<id>_<secret>`` with a 256-bit random secret; only its SHA-
 (a secret that long needs no slow hash). Robots and nodes have tokens only. The username sent with
 a token must be its principal's name, so a leaked token does not also reveal whose it is.
 
+Clients ask for a token per repository and action, so the same credentials come many times a
+second: a *successful* authentication's :class:`Identity` (teams, robot scope, admin flag) is also
+remembered for :data:`IDENTITY_TTL_S` seconds under the same kind of keyed hash of the name and the
+secret, which saves the principal, token, team and scope queries. The price: disabling a
+principal, revoking a token, changing a password or team membership reaches the token endpoint
+within those few seconds (the rules themselves — grants, visibility — apply at once: they are
+checked per request against ``RuleCache``).
+
 Unknown users still cost one argon2 check (against a fixed dummy hash), so the answer time does not
 tell which names exist.
 """
@@ -41,6 +49,7 @@ from ecr_oci.server.db.accounts import ApiToken, Principal
 from ecr_oci.server.services.access import Identity, identity_of
 
 __all__ = [
+    "IDENTITY_TTL_S",
     "TOKEN_PREFIX",
     "VERIFIED_TTL_S",
     "Authenticator",
@@ -53,6 +62,8 @@ __all__ = [
 TOKEN_PREFIX = "ecr_"  # noqa: S105 - the prefix of API tokens, not a secret
 #: How long a successful password check is remembered (seconds).
 VERIFIED_TTL_S = 300.0
+#: How long an authenticated identity is reused for the same name and secret (seconds).
+IDENTITY_TTL_S = 5.0
 #: Most remembered checks (oldest dropped first).
 _VERIFIED_MAX = 10_000
 
@@ -104,13 +115,32 @@ def _expired(when: datetime | None, now: datetime) -> bool:
 class Authenticator:
     """``authenticate(session, username, secret)`` → :class:`Identity` or None (thread-safe)."""
 
-    def __init__(self, ttl: float = VERIFIED_TTL_S) -> None:
+    def __init__(self, ttl: float = VERIFIED_TTL_S, identity_ttl: float = IDENTITY_TTL_S) -> None:
         self.ttl = ttl
+        self.identity_ttl = identity_ttl
         self._key = secrets.token_bytes(32)
         self._verified: dict[bytes, float] = {}
+        self._identities: dict[bytes, tuple[Identity, float]] = {}
         self._lock = threading.Lock()
 
     def authenticate(self, session: Session, username: str, secret: str) -> Identity | None:
+        key = hmac.new(self._key, f"identity\0{username}\0{secret}".encode(), "sha256").digest()
+        now_s = time.monotonic()
+        with self._lock:
+            cached = self._identities.get(key)
+        if cached is not None and cached[1] > now_s:
+            return cached[0]
+        found = self._authenticate(session, username, secret)
+        if found is not None and self.identity_ttl > 0:
+            with self._lock:
+                if len(self._identities) >= _VERIFIED_MAX:
+                    self._identities = {k: v for k, v in self._identities.items() if v[1] > now_s}
+                    if len(self._identities) >= _VERIFIED_MAX:
+                        self._identities.clear()
+                self._identities[key] = (found, now_s + self.identity_ttl)
+        return found
+
+    def _authenticate(self, session: Session, username: str, secret: str) -> Identity | None:
         now = datetime.now(UTC)
         parsed = parse_token(secret)
         if parsed is not None:
