@@ -430,10 +430,19 @@ def node() -> None:
 
 @node.command("create")
 @click.argument("name")
+@click.option(
+    "--public-key",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The node's public key (PEM, from `ecr-oci node keygen`): it then logs in with "
+    "assertions signed by its private key (`ecr-oci node credential`) instead of an API token.",
+)
 @connection
-def node_create(conn: Conn, name: str) -> None:
-    """Create node NAME (then: grant, and token create)."""
-    answer = conn.call("POST", "/api/v1/admin/nodes", json={"name": name})
+def node_create(conn: Conn, name: str, public_key: Path | None) -> None:
+    """Create node NAME (then: grant, and token create or --public-key)."""
+    body: dict[str, str] = {"name": name}
+    if public_key is not None:
+        body["public_key"] = public_key.read_text()
+    answer = conn.call("POST", "/api/v1/admin/nodes", json=body)
     _done(conn, answer, f"node {name} created")
 
 

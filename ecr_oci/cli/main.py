@@ -28,6 +28,7 @@ COMMAND_MODULES: dict[str, str] = {
     "inspect": "transfer", "pull": "transfer", "push": "transfer",
     "keygen": "signing", "sign": "signing", "verify": "signing",
     "login": "login", "logout": "login",
+    "node": "node",
     "policy": "policy",
     "profile": "profile",
     "search": "search", "show": "search",

@@ -7,7 +7,7 @@ these tables.
 
 - :class:`Principal`: who can authenticate — a ``user`` (password, hashed with argon2, and API
   tokens), a ``robot`` (CI: API tokens only, limited to :class:`RobotScope` namespaces, optional
-  expiry) or a ``node`` (a Waggle node: API tokens only).
+  expiry) or a ``node`` (a Waggle node: API tokens, or assertions signed by its own key).
 - :class:`ApiToken`: ``ecr_<id>_<secret>``; only the SHA-256 of the secret is stored (a 256-bit
   random secret needs no slow hash, and the token endpoint must answer thousands per second).
 - :class:`Team` and :class:`TeamMember`.
@@ -54,6 +54,9 @@ class Principal(Base):
     name: Mapped[str] = mapped_column(String(128), unique=True)
     #: argon2 hash (users only); robots and nodes authenticate with tokens.
     password_hash: Mapped[str | None] = mapped_column(Text)
+    #: Nodes only, optional: the PEM public key (EC P-256 or Ed25519) whose signed assertions the
+    #: node may log in with instead of an API token (services/credentials.py).
+    public_key: Mapped[str | None] = mapped_column(Text)
     is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
     #: When the principal stops working (robots); null: never.

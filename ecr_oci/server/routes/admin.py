@@ -96,6 +96,8 @@ class RobotIn(_In):
 
 class NodeIn(_In):
     name: str = Field(max_length=64)
+    #: PEM public key (EC P-256 or Ed25519): the node may log in with assertions signed by it.
+    public_key: str | None = Field(default=None, max_length=4096)
 
 
 class TokenIn(_In):
@@ -314,7 +316,9 @@ def create_robot(body: RobotIn, request: Request, caller: Caller) -> PrincipalOu
 def create_node(body: NodeIn, request: Request, caller: Caller) -> PrincipalOut:
     with _write(request) as session:
         accounts.check_manage(session, caller)
-        return _principal_out(session, accounts.create_node(session, body.name, actor=caller.name))
+        return _principal_out(
+            session, accounts.create_node(session, body.name, public_key=body.public_key, actor=caller.name)
+        )
 
 
 @router.get("/api/v1/admin/principals", response_model=list[PrincipalOut], responses=_ERRORS)

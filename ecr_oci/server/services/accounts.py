@@ -35,6 +35,7 @@ from typing import Any
 from sqlalchemy import and_, delete, func, or_, select
 from sqlalchemy.orm import Session
 
+from ecr_oci.node_identity import check_public_key
 from ecr_oci.server.db.accounts import (
     AccessGrant,
     ApiToken,
@@ -273,11 +274,20 @@ def create_robot(
     return robot
 
 
-def create_node(session: Session, name: str, *, actor: str | None = None) -> Principal:
-    """A node identity (a Waggle node): tokens only, grants like any principal."""
+def create_node(
+    session: Session, name: str, *, public_key: str | None = None, actor: str | None = None
+) -> Principal:
+    """A node identity (a Waggle node): grants like any principal; it logs in with API tokens, or,
+    given ``public_key`` (PEM, EC P-256 or Ed25519), with assertions signed by its private key
+    (``ecr-oci node credential``), so no shared secret has to be provisioned onto the node."""
     _check_name(name)
     _name_taken(session, name)
-    node = Principal(kind="node", name=name, password_hash=None)
+    if public_key is not None:
+        try:
+            check_public_key(public_key)
+        except ValueError as err:
+            raise InvalidInputError(f"node {name}: {err}") from None
+    node = Principal(kind="node", name=name, password_hash=None, public_key=public_key)
     session.add(node)
     session.flush()
     bump_rules_version(session)

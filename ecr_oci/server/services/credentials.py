@@ -15,6 +15,9 @@ keyed hash (HMAC with a per-process random key) of the name, the password and th
 the password itself is never kept, a changed password or hash misses the cache, and a failed check
 is never cached.
 
+Nodes with a registered public key may also log in with an assertion signed by their key instead
+of a token (``ecr_oci.node_identity``).
+
 API tokens are ``ecr_<id>_<secret>`` with a 256-bit random secret; only its SHA-256 is stored
 (a secret that long needs no slow hash). Robots and nodes have tokens only. The username sent with
 a token must be its principal's name, so a leaked token does not also reveal whose it is.
@@ -40,11 +43,13 @@ import threading
 import time
 from datetime import UTC, datetime
 
+import jwt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from ecr_oci.node_identity import looks_like_assertion, verify_assertion
 from ecr_oci.server.db.accounts import ApiToken, Principal
 from ecr_oci.server.services.access import Identity, identity_of
 
@@ -115,7 +120,15 @@ def _expired(when: datetime | None, now: datetime) -> bool:
 class Authenticator:
     """``authenticate(session, username, secret)`` → :class:`Identity` or None (thread-safe)."""
 
-    def __init__(self, ttl: float = VERIFIED_TTL_S, identity_ttl: float = IDENTITY_TTL_S) -> None:
+    def __init__(
+        self,
+        ttl: float = VERIFIED_TTL_S,
+        identity_ttl: float = IDENTITY_TTL_S,
+        *,
+        audience: str | None = None,
+    ) -> None:
+        #: The token service node assertions must name (``aud``); None: no key-based logins.
+        self.audience = audience
         self.ttl = ttl
         self.identity_ttl = identity_ttl
         self._key = secrets.token_bytes(32)
@@ -146,12 +159,27 @@ class Authenticator:
         if parsed is not None:
             return self._by_token(session, username, parsed, now)
         principal = session.scalar(select(Principal).where(Principal.name == username))
+        if principal is not None and principal.public_key and looks_like_assertion(secret):
+            return self._by_assertion(session, principal, secret, now)
         if principal is None or principal.password_hash is None:
             self._check(_DUMMY_HASH, username, secret)  # same cost as a real check
             return None
         if principal.disabled or _expired(principal.expires_at, now):
             return None
         if not self._check(principal.password_hash, username, secret):
+            return None
+        return identity_of(session, principal)
+
+    def _by_assertion(
+        self, session: Session, principal: Principal, assertion: str, now: datetime
+    ) -> Identity | None:
+        """A node's login with an assertion signed by its key (``ecr_oci.node_identity``)."""
+        if self.audience is None or principal.disabled or _expired(principal.expires_at, now):
+            return None
+        assert principal.public_key is not None
+        try:
+            verify_assertion(principal.public_key, assertion, name=principal.name, audience=self.audience)
+        except (jwt.InvalidTokenError, ValueError):
             return None
         return identity_of(session, principal)
 

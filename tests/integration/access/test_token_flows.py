@@ -175,3 +175,68 @@ def test_login_with_a_wrong_password_is_one_line(access_env, tmp_path):
     assert len(lines) == 1 and lines[0].startswith(f"error: login to {access_env.registry.host} failed")
     assert "not-the-password" not in done.stderr
     assert not (tmp_path / "docker" / "config.json").exists()
+
+
+def test_node_logs_in_with_its_own_key(world, access_env, node_podman, tmp_path):
+    """Key-based node identity: ``ecr-oci node keygen`` on the node, the public key registered by
+    the admin, ``ecr-oci node credential`` writes a signed assertion into the auth file, podman
+    pulls the private bundle with it. Another key, another node's name, a stale assertion, the
+    wrong audience and a key-less node are all refused by the token endpoint."""
+    import time
+
+    import jwt
+    from cryptography.hazmat.primitives import serialization
+
+    from ecr_oci.node_identity import make_assertion
+    from ecr_oci.server.services import accounts
+
+    env = access_env
+    ecr = world["ecr"]
+    public = ecr("node", "keygen", "--out", str(tmp_path / "node.key")).stdout
+    ecr("node", "keygen", "--out", str(tmp_path / "other.key"))
+    with env.session() as session:
+        accounts.create_node(session, "node-keyed", public_key=public, actor="test")
+        accounts.grant(session, "fleet/hello-private", "pull", principal="node-keyed", actor="test")
+    authfile = tmp_path / "node-auth" / "config.json"
+    ecr("node", "credential", "--key", str(tmp_path / "node.key"), "--name", "node-keyed",
+        "--registry", env.registry.host, "--insecure", "--authfile", str(authfile))  # fmt: skip
+    assert stat.S_IMODE(authfile.stat().st_mode) == 0o600
+    ref = world["ref"]
+    node_podman.run(["pull", "--quiet", "--authfile", str(authfile), ref])
+    assert node_podman.run_image(ref).strip() == EXPECTED_LINE
+
+    def key(name: str):
+        return serialization.load_pem_private_key((tmp_path / name).read_bytes(), password=None)
+
+    scope = "repository:fleet/hello-private:pull"
+    good = make_assertion(key("node.key"), "node-keyed", audience=env.token_service, ttl=300)
+    assert env.access(Credentials("node-keyed", good), scope) == [
+        {"type": "repository", "name": "fleet/hello-private", "actions": ["pull"]}
+    ]
+    now = int(time.time())
+    stale = jwt.encode(
+        {
+            "iss": "node-keyed",
+            "sub": "node-keyed",
+            "aud": env.token_service,
+            "iat": now - 900,
+            "exp": now - 600,
+        },
+        key("node.key"),
+        algorithm="ES256",
+    )
+    refused = {
+        "another key": Credentials(
+            "node-keyed", make_assertion(key("other.key"), "node-keyed", audience=env.token_service)
+        ),
+        "another node's name": Credentials("node-007", good),
+        "stale": Credentials("node-keyed", stale),
+        "wrong audience": Credentials(
+            "node-keyed", make_assertion(key("node.key"), "node-keyed", audience="other")
+        ),
+        "a node without a key": Credentials(
+            "node-008", make_assertion(key("node.key"), "node-008", audience=env.token_service)
+        ),
+    }
+    for why, credentials in refused.items():
+        assert env.token_response(credentials, scope).status_code == 401, why

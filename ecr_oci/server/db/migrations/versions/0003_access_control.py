@@ -29,6 +29,7 @@ def upgrade() -> None:
         sa.Column("kind", sa.String(16), nullable=False),
         sa.Column("name", sa.String(128), nullable=False, unique=True),
         sa.Column("password_hash", sa.Text(), nullable=True),
+        sa.Column("public_key", sa.Text(), nullable=True),
         sa.Column("is_admin", sa.Boolean(), nullable=False),
         sa.Column("disabled", sa.Boolean(), nullable=False),
         sa.Column("expires_at", _TIME, nullable=True),
