@@ -12,10 +12,14 @@ through :func:`ecr_oci.server.services.search.search` (the API's query and its r
 without HTTP) and p50/p95 are reported per database and size. Targets: p95 ≤ 10 ms (SQLite,
 100k) and ≤ 20 ms (PostgreSQL).
 
-Indexing: N small images are pushed to a fresh registry (untimed); then their push notifications
-are POSTed one per request, as the registry sends them, to the service's ``/events`` (in-process
-ASGI; the indexer fetches each manifest and its config from the real registry over HTTP).
-Target: ≥ 500 events/s.
+Indexing: N small images are pushed to a fresh registry (untimed); then the real service
+(``ecr-oci serve``: uvicorn, SQLite, on a free loopback port; ``LocalService``) gets their push
+notifications POSTed one per request over one keep-alive connection, each after the previous
+answer, as the registry sends them. ``/events`` answers 202 once the event is queued; the clock
+stops when the index holds every pushed tag as a version and the queue is empty (events until
+*indexed*, not POST latency). Reported: events/s end to end, the POST rate alone, and the service
+process's CPU per event (from ``/proc``: robust on a busy machine, and what bounds one process).
+Target: ≥ 500 events/s end to end.
 
 The results go to docs/benchmarks.md between ``<!-- service-bench:start -->`` and
 ``<!-- service-bench:end -->``.
@@ -26,6 +30,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import random
 import statistics
 import sys
@@ -415,102 +420,154 @@ def bench_search(work: Path, sizes: Sequence[int], databases: Sequence[str]) -> 
 @dataclass(frozen=True)
 class Throughput:
     events: int
+    #: From the first POST until every event is indexed (each tag a version, nothing queued).
     seconds: float
+    #: From the first POST until the last one was answered (202: queued).
+    post_seconds: float
+    #: CPU seconds the service process used meanwhile (``None`` where ``/proc`` is missing).
+    service_cpu_seconds: float | None = None
 
     @property
     def per_s(self) -> float:
         return self.events / self.seconds
 
+    @property
+    def posts_per_s(self) -> float:
+        return self.events / self.post_seconds
 
-def bench_indexing(work: Path, events: int) -> Throughput:
-    """Push ``events`` tagged images (untimed), then POST their push notifications one by one."""
-    from fastapi.testclient import TestClient
+    @property
+    def cpu_ms_per_event(self) -> float | None:
+        return None if self.service_cpu_seconds is None else self.service_cpu_seconds * 1000 / self.events
 
-    from ecr_oci.devenv import LocalRegistry
+
+def _cpu_seconds(pid: int | None) -> float | None:
+    """User + system CPU seconds of process ``pid`` so far (Linux ``/proc``), else ``None``."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _push_images(client: Any, events: int) -> list[tuple[str, str, Any, int]]:
+    """``events`` small tagged images (10 tags per repository); (repository, tag, digest, size)."""
     from ecr_oci.digest import Digest
     from ecr_oci.mediatypes import MediaType
-    from ecr_oci.oci.registry import RegistryClient
-    from ecr_oci.server.app import create_app
-    from ecr_oci.server.settings import Settings
 
     layer = b"layer-bytes"
+    pushed = []
+    for i in range(events):
+        repository = f"bench/plugin-{i // 10}"
+        config = json.dumps(
+            {
+                "architecture": "amd64",
+                "os": "linux",
+                "rootfs": {"type": "layers", "diff_ids": [str(Digest.of(layer))]},
+                "config": {"Env": [f"N={i}"]},
+            }
+        ).encode()
+        config_desc = client.push_blob_bytes(repository, config)
+        layer_desc = client.push_blob_bytes(repository, layer)
+        manifest = json.dumps(
+            {
+                "schemaVersion": 2,
+                "mediaType": str(MediaType.OCI_MANIFEST),
+                "config": {
+                    "mediaType": "application/vnd.oci.image.config.v1+json",
+                    "digest": str(config_desc.digest),
+                    "size": config_desc.size,
+                },
+                "layers": [
+                    {
+                        "mediaType": "application/vnd.oci.image.layer.v1.tar",
+                        "digest": str(layer_desc.digest),
+                        "size": layer_desc.size,
+                    }
+                ],
+            }
+        ).encode()
+        tag = f"1.0.{i % 10}"
+        client.put_manifest(repository, tag, manifest, str(MediaType.OCI_MANIFEST))
+        pushed.append((repository, tag, Digest.of(manifest), len(manifest)))
+    return pushed
+
+
+def _push_event(i: int, repository: str, tag: str, digest: Any, size: int) -> bytes:
+    """The body distribution POSTs for one tagged manifest push (one event per request)."""
+    from ecr_oci.mediatypes import MediaType
+
+    event = {
+        "id": f"bench-{i}",
+        "timestamp": "2026-01-01T00:00:00Z",
+        "action": "push",
+        "target": {
+            "mediaType": str(MediaType.OCI_MANIFEST),
+            "size": size,
+            "digest": str(digest),
+            "length": size,
+            "repository": repository,
+            "tag": tag,
+        },
+        "request": {"method": "PUT", "useragent": "bench"},
+        "actor": {},
+    }
+    return json.dumps({"events": [event]}).encode()
+
+
+def bench_indexing(work: Path, events: int, *, settings: dict[str, Any] | None = None) -> Throughput:
+    """Push ``events`` tagged images (untimed); start ``ecr-oci serve`` (uvicorn, SQLite) on a free
+    loopback port; POST the push notifications one per request over one keep-alive connection,
+    each after the previous answer, as the registry does; time until all of them are indexed."""
+    import httpx
+    from sqlalchemy import func, select
+
+    from ecr_oci.devenv import LocalRegistry
+    from ecr_oci.devenv.service import LocalService
+    from ecr_oci.oci.registry import RegistryClient
+    from ecr_oci.server.db.models import PendingEvent, Version
+
     with LocalRegistry(work / "registry") as registry, RegistryClient(registry.host, insecure=True) as client:
-        pushed = []
-        for i in range(events):
-            repository = f"bench/plugin-{i // 10}"
-            config = json.dumps(
-                {
-                    "architecture": "amd64",
-                    "os": "linux",
-                    "rootfs": {"type": "layers", "diff_ids": [str(Digest.of(layer))]},
-                    "config": {"Env": [f"N={i}"]},
-                }
-            ).encode()
-            config_desc = client.push_blob_bytes(repository, config)
-            layer_desc = client.push_blob_bytes(repository, layer)
-            manifest = json.dumps(
-                {
-                    "schemaVersion": 2,
-                    "mediaType": str(MediaType.OCI_MANIFEST),
-                    "config": {
-                        "mediaType": "application/vnd.oci.image.config.v1+json",
-                        "digest": str(config_desc.digest),
-                        "size": config_desc.size,
-                    },
-                    "layers": [
-                        {
-                            "mediaType": "application/vnd.oci.image.layer.v1.tar",
-                            "digest": str(layer_desc.digest),
-                            "size": layer_desc.size,
-                        }
-                    ],
-                }
-            ).encode()
-            tag = f"1.0.{i % 10}"
-            client.put_manifest(repository, tag, manifest, str(MediaType.OCI_MANIFEST))
-            pushed.append((repository, tag, Digest.of(manifest), len(manifest)))
-        settings = Settings(
-            database_url=f"sqlite:///{work}/index.db",
+        pushed = _push_images(client, events)
+        bodies = [_push_event(i, *p) for i, p in enumerate(pushed)]
+        service = LocalService(
+            work / "service",
             registry=registry.host,
-            registry_insecure=True,
-            notification_secret="bench",  # noqa: S106 - a throwaway local service
-            reconcile_on_start=False,
-            reconcile_interval=0,
+            settings={"reconcile_interval": 0, "reconcile_on_start": False, **(settings or {})},
         )
+        engine = make_engine(service.database_url)
+        sessions = session_factory(engine)
+
+        def indexed() -> bool:
+            with sessions() as session:
+                queued = session.scalar(select(func.count()).select_from(PendingEvent)) or 0
+                versions = session.scalar(select(func.count()).select_from(Version)) or 0
+            return queued == 0 and versions >= len(pushed)
+
         headers = {
-            "Authorization": "Bearer bench",
+            "Authorization": f"Bearer {service.secret}",
             "Content-Type": "application/vnd.docker.distribution.events.v1+json",
         }
-        with TestClient(create_app(settings)) as http:
-            t0 = time.perf_counter()
-            for i, (repository, tag, digest, size) in enumerate(pushed):
-                body = {
-                    "events": [
-                        {
-                            "id": f"bench-{i}",
-                            "timestamp": "2026-01-01T00:00:00Z",
-                            "action": "push",
-                            "target": {
-                                "mediaType": str(MediaType.OCI_MANIFEST),
-                                "size": size,
-                                "digest": str(digest),
-                                "length": size,
-                                "repository": repository,
-                                "tag": tag,
-                            },
-                            "request": {"method": "PUT", "useragent": "bench"},
-                            "actor": {},
-                        }
-                    ]
-                }
-                response = http.post("/events", content=json.dumps(body), headers=headers)
-                if response.status_code != 200:
-                    raise RuntimeError(f"/events answered {response.status_code}: {response.text[:200]}")
-            seconds = time.perf_counter() - t0
-            versions = http.get("/api/v1/search", params={"namespace": "bench", "limit": 1}).json()
-            if not versions["items"]:
-                raise RuntimeError("the indexed images did not become versions")
-    return Throughput(events, seconds)
+        try:
+            with service, httpx.Client(base_url=service.url, headers=headers, timeout=30) as http:
+                http.post("/events", content=b'{"events": []}')  # connect, warm the route
+                cpu0 = _cpu_seconds(service.pid)
+                t0 = time.perf_counter()
+                for body in bodies:
+                    response = http.post("/events", content=body)
+                    if response.status_code != 202:
+                        raise RuntimeError(f"/events answered {response.status_code}: {response.text[:200]}")
+                post_seconds = time.perf_counter() - t0
+                deadline = time.monotonic() + 300
+                while not indexed():
+                    if time.monotonic() > deadline:
+                        raise RuntimeError("the events were not all indexed within 300 s")
+                    time.sleep(0.01)
+                seconds = time.perf_counter() - t0
+                cpu1 = _cpu_seconds(service.pid)
+        finally:
+            engine.dispose()
+    cpu = None if cpu0 is None or cpu1 is None else cpu1 - cpu0
+    return Throughput(events, seconds, post_seconds, cpu)
 
 
 # --- report ------------------------------------------------------------------------------------------
@@ -524,10 +581,14 @@ def _verdict(ok: bool) -> str:
 NOTE = (
     "Relevance ranks a bounded candidate set (the 500 newest matches, on SQLite also the 500 newest "
     "with every word in name or keywords; docs/service.md), so a common word no longer costs a full "
-    "ranking; the slowest kinds are two-word and signed-by queries. Indexing handles one event per "
-    "request, inline: a new tag costs two registry round trips (GET manifest by tag, GET config) plus"
-    " about 1 ms of request overhead, so about 110-130 events/s is the ceiling of this design; 500/s "
-    "needs a queue with a batching, parallel fetcher (not built)."
+    "ranking; the slowest kinds are two-word and signed-by queries. Indexing is timed over real HTTP "
+    "(uvicorn) from the first POST until the index holds every pushed tag and the queue is empty: "
+    "`POST /events` records activity, queues the event durably (`pending_event`) and answers 202; a "
+    "worker drains the queue in batches (up to 100 events, 50 ms linger), reads the registry for "
+    "independent events in parallel (8 threads) and writes each batch in one transaction. The "
+    "service process spends ~5 ms of CPU per event under one GIL (POST ~1.3 ms, two registry GETs "
+    "~1.5 ms, the indexer's ORM writes ~2.2 ms), so one process tops out near 200 events/s on any "
+    "machine; 500/s needs set-based batch writes in the indexer and the worker in its own process(es)."
 )
 
 
@@ -551,14 +612,16 @@ def markdown(latencies: Sequence[Latency], indexing: Throughput | None, machine:
             f"{r.worst_kind} ({r.worst_kind_p95_ms:.2f} ms) | ≤ {target:.0f} ms | {verdict} |"
         )
     if indexing is not None:
+        cpu = f"{indexing.cpu_ms_per_event:.1f} ms" if indexing.cpu_ms_per_event is not None else "n/a"
         lines += [
             "",
-            "| indexing (SQLite, `POST /events` one event per request, manifests fetched from a local "
-            "registry) | events | seconds | events/s | target | |",
-            "|---|---|---|---|---|---|",
+            "| indexing (SQLite, `ecr-oci serve` over HTTP, one event per POST until all indexed, "
+            "manifests fetched from a local registry) | events | seconds | events/s end to end | "
+            "POSTs/s (202, while indexing) | service CPU per event | target | |",
+            "|---|---|---|---|---|---|---|---|",
             f"| push events of tagged images | {indexing.events} | {indexing.seconds:.2f} | "
-            f"{indexing.per_s:.0f} | ≥ {TARGET_EVENTS_PER_S:.0f} | "
-            f"{_verdict(indexing.per_s >= TARGET_EVENTS_PER_S)} |",
+            f"{indexing.per_s:.0f} | {indexing.posts_per_s:.0f} | {cpu} | "
+            f"≥ {TARGET_EVENTS_PER_S:.0f} | {_verdict(indexing.per_s >= TARGET_EVENTS_PER_S)} |",
         ]
     lines += ["", NOTE, "", "| machine | |", "|---|---|"]
     lines += [f"| {k} | `{v}` |" for k, v in machine.items()]
@@ -580,7 +643,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         latencies = bench_search(work, sizes, databases)
         indexing = bench_indexing(work, args.events) if args.events > 0 else None
         if indexing:
-            say(f"indexing: {indexing.events} events in {indexing.seconds:.2f} s = {indexing.per_s:.0f}/s")
+            say(
+                f"indexing: {indexing.events} events indexed in {indexing.seconds:.2f} s = "
+                f"{indexing.per_s:.0f}/s end to end (POSTs answered: {indexing.posts_per_s:.0f}/s)"
+            )
     machine = describe_machine({})
     machine = {"date": started.strftime("%Y-%m-%d %H:%M UTC"), **machine}
     body = markdown(latencies, indexing, machine)

@@ -2,15 +2,16 @@
 
     $ curl -X POST http://127.0.0.1:8000/events -H 'Authorization: Bearer <secret>' \\
         -H 'Content-Type: application/vnd.docker.distribution.events.v1+json' -d '{"events": []}'
-    {"received":0,"recorded":0,"indexed":0,"deferred":0}
+    {"received":0,"recorded":0,"queued":0}
 
 The registry sends the shared secret through ``notifications.endpoints[].headers``
 (``Authorization: [Bearer <secret>]``); a missing or wrong one is a 401 (compared in constant
-time). A body that is not the events envelope is a 400. Manifest pushes and deletes are indexed
-inline (the registry delivers one event per POST, so this stays short); when the registry cannot
-be read the event is logged and left for the next reconcile, and the answer is still 200: a 5xx
-would make the registry retry the same unreadable event in a loop and hold up the events queued
-behind it.
+time). A body that is not the events envelope is a 400. The answer is a 202 as soon as the
+activity rows are written and the manifest pushes and deletes are queued (``pending_event``, one
+transaction, no registry read); the indexing worker (``services.queue``) indexes them in batches
+(docs/service.md, "Events → index"). When the registry cannot be read there, the event is logged
+and left for the next reconcile. Only a database that cannot be written makes this a 5xx (the
+registry then redelivers, which is what we want).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from starlette.concurrency import run_in_threadpool
 from ecr_oci.server.routes.errors import ErrorBody
 from ecr_oci.server.services.activity import NotificationEnvelope, normalise_timestamps
 from ecr_oci.server.services.errors import InvalidInputError, UnauthorizedError
-from ecr_oci.server.services.notifications import handle_events
+from ecr_oci.server.services.notifications import enqueue_events
 
 __all__ = ["router"]
 
@@ -40,8 +41,8 @@ MAX_BODY = 1 << 20
 class EventsAccepted(BaseModel):
     received: int
     recorded: int
-    indexed: int
-    deferred: int
+    #: Manifest pushes and deletes queued for the indexing worker.
+    queued: int
 
 
 def _check_secret(request: Request) -> None:
@@ -58,6 +59,7 @@ def _check_secret(request: Request) -> None:
 
 @router.post(
     "/events",
+    status_code=202,
     response_model=EventsAccepted,
     responses={400: {"model": ErrorBody}, 401: {"model": ErrorBody}, 413: {"model": ErrorBody}},
     summary="Receive registry notifications (shared secret as a bearer token)",
@@ -73,11 +75,7 @@ async def receive_events(request: Request) -> EventsAccepted:
         detail = err.errors()[0]["msg"] if isinstance(err, ValidationError) else "not JSON"
         raise InvalidInputError(f"malformed notification: {detail}", code="MALFORMED_NOTIFICATION") from None
     app = request.app
-    result = await run_in_threadpool(
-        handle_events,
-        envelope.events,
-        app.state.write_sessions,
-        app.state.notification_client.get(),
-        cache=app.state.blob_cache,
-    )
+    result = await run_in_threadpool(enqueue_events, envelope.events, app.state.write_sessions)
+    if result["queued"]:
+        app.state.event_queue.notify()
     return EventsAccepted(received=len(envelope.events), **result)

@@ -1,5 +1,9 @@
 """What a batch of registry events does to the index and the activity log (no HTTP here).
 
+``POST /events`` calls :func:`enqueue_events` (activity rows + the durable ``pending_event``
+queue); the indexing worker (``services.queue``) calls :func:`handle_events` on queued batches
+with ``record=False``, a thread pool and the rows to dequeue. Tests call it inline.
+
     >>> handle_events([], sessions, client)                          # doctest: +SKIP
     {'recorded': 0, 'indexed': 0, 'deferred': 0}
 
@@ -12,7 +16,8 @@ Three phases per batch, so that no database transaction waits on the network:
 
 1. *plan* (one short read of the index): what the index already says about each event's tag
    and digest;
-2. *fetch* (registry, no transaction): only what is new. A manifest is immutable by digest, so
+2. *fetch* (registry, no transaction; independent events in parallel when given a pool, see
+   :func:`_groups`): only what is new. A manifest is immutable by digest, so
    a digest already indexed is never fetched again; only a tag pointer can move. A tagged push
    whose tag the index already points at the event's digest carries nothing new and costs no
    round trip. Otherwise the tag's *current* target is read (one GET by tag: digest and manifest
@@ -20,23 +25,27 @@ Three phases per batch, so that no database transaction waits on the network:
    the present, not the past (out-of-order events converge). The registry notifies before it
    writes the tag, so a read that disagrees with the event is repeated a few times
    (:data:`TAG_SETTLE_S`) before the registry's answer is taken;
-3. *apply* (one write transaction for the whole batch: activity rows and index upserts), each
-   event in its own savepoint, so that one bad event does not undo the others.
+3. *apply* (one write transaction for the whole batch: activity rows, index upserts and the
+   dequeue of the batch's ``pending_event`` rows); written once without savepoints, and only when
+   an event fails there, again with each event in its own savepoint (:func:`_write`), so that one
+   bad event does not undo the others.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
+from concurrent.futures import Executor
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from ecr_oci.digest import Digest
 from ecr_oci.errors import Error
 from ecr_oci.oci.registry import RegistryClient
-from ecr_oci.server.db.models import ManifestRow, Repository, Tag
+from ecr_oci.server.db.models import ManifestRow, PendingEvent, Repository, Tag, utcnow
 from ecr_oci.server.services.activity import NotificationEvent, record_events
 from ecr_oci.server.services.index import (
     BlobCache,
@@ -46,7 +55,7 @@ from ecr_oci.server.services.index import (
     repository_row,
 )
 
-__all__ = ["handle_events"]
+__all__ = ["enqueue_events", "handle_events", "is_work"]
 
 log = logging.getLogger("ecr_oci.server.notifications")
 
@@ -98,7 +107,7 @@ class _Known:
         return (repository, digest) in self.digests
 
 
-def _is_work(event: NotificationEvent) -> bool:
+def is_work(event: NotificationEvent) -> bool:
     return (event.is_manifest and event.action in ("push", "delete")) or bool(
         event.action == "delete" and event.target.digest
     )
@@ -185,52 +194,164 @@ def _failed(event: NotificationEvent, err: Exception) -> None:
         )
 
 
+def _groups(work: list[NotificationEvent]) -> list[list[tuple[int, NotificationEvent]]]:
+    """``work`` split into groups that can be planned in parallel, each in event order.
+
+    One group per tag (tagged pushes) and per digest (untagged pushes): what one plans touches
+    only its own key of :class:`_Known`, or adds a digest (two groups fetching the same new digest
+    both store it: idempotent). A delete forgets a digest that another group may have counted on,
+    so a repository with a delete in the batch is planned as one group, in event order.
+    """
+    deleting = {e.target.repository for e in work if e.action == "delete"}
+    groups: dict[tuple[str, str], list[tuple[int, NotificationEvent]]] = {}
+    for i, event in enumerate(work):
+        target = event.target
+        if target.repository in deleting:
+            key = (target.repository, "")
+        elif event.action == "push" and target.tag:
+            key = (target.repository, "tag:" + target.tag)
+        else:
+            key = (target.repository, "digest:" + (target.digest or ""))
+        groups.setdefault(key, []).append((i, event))
+    return list(groups.values())
+
+
+def _plan_group(
+    indexer: Indexer, group: list[tuple[int, NotificationEvent]], known: _Known
+) -> tuple[list[tuple[int, _Step]], int]:
+    steps: list[tuple[int, _Step]] = []
+    failed = 0
+    for i, event in group:
+        try:
+            steps.append((i, _plan(indexer, event, known)))
+        except Exception as err:
+            failed += 1
+            _failed(event, err)
+    return steps, failed
+
+
 def handle_events(
     events: list[NotificationEvent],
     sessions: sessionmaker[Session],
     client: RegistryClient,
     *,
     cache: BlobCache | None = None,
+    record: bool = True,
+    done: Sequence[int] = (),
+    pool: Executor | None = None,
 ) -> dict[str, int]:
     """Record and index one notification batch; ``client`` is used, not closed (the service
-    keeps one alive across requests: connection reuse); ``cache`` keeps small immutable blobs."""
+    keeps one alive across requests: connection reuse); ``cache`` keeps small immutable blobs.
+
+    ``record=False``: the events' activity rows were written already (:func:`enqueue_events`).
+    ``done``: ids of ``pending_event`` rows that this batch consumes, deleted in its write
+    transaction (so they stay queued if it fails). ``pool``: plan independent groups of events
+    (:func:`_groups`) in parallel, their registry reads overlapping; ``None`` plans serially.
+    """
     recorded = indexed = deferred = 0
     indexer = Indexer(client, sessions, cache=cache)
-    work = [e for e in events if _is_work(e)]
-    steps: list[_Step] = []
+    work = [e for e in events if is_work(e)]
+    planned: list[tuple[int, _Step]] = []
     if work:
+        known: _Known | None
         try:
             with sessions() as session:
                 known = _Known(session, work)
         except Exception as err:
             log.error("could not read the index for %d events; left for reconcile", len(work), exc_info=err)
-            work, deferred = [], len(work)
-            known = None
-        for event in work:
-            assert known is not None
-            try:
-                steps.append(_plan(indexer, event, known))
-            except Exception as err:
-                deferred += 1
-                _failed(event, err)
-    n = len(events)
+            work, deferred, known = [], len(work), None
+        groups = _groups(work)
+        if known is not None and groups:
+            if pool is None or len(groups) == 1:
+                results = [_plan_group(indexer, g, known) for g in groups]
+            else:
+                results = list(pool.map(lambda g: _plan_group(indexer, g, known), groups))
+            for steps, failed in results:
+                planned += steps
+                deferred += failed
+    planned.sort(key=lambda item: item[0])  # apply in event order, however it was planned
+    ordered = [step for _, step in planned]
     try:
-        with sessions.begin() as session:
+        try:
+            recorded, indexed, failed = _write(indexer, sessions, events, ordered, record=record, done=done)
+        except _StepFailed:  # nothing of the batch was written: again, each event in a savepoint
+            recorded, indexed, failed = _write(
+                indexer, sessions, events, ordered, record=record, done=done, isolate=True
+            )
+        deferred += failed
+    except Exception as err:  # the commit itself failed: nothing of the batch was written
+        log.error("could not write %d events; left for reconcile", len(events), exc_info=err)
+        if done:
+            raise  # the queue keeps them: the worker retries the batch
+        deferred += len(ordered)
+    return {"recorded": recorded, "indexed": indexed, "deferred": deferred}
+
+
+class _StepFailed(Exception):
+    """One event failed while the batch was written without savepoints."""
+
+
+def _write(
+    indexer: Indexer,
+    sessions: sessionmaker[Session],
+    events: list[NotificationEvent],
+    steps: list[_Step],
+    *,
+    record: bool,
+    done: Sequence[int],
+    isolate: bool = False,
+) -> tuple[int, int, int]:
+    """The batch's write transaction: activity (``record``), the steps, the dequeue of ``done``;
+    returns (recorded, indexed, failed).
+
+    Why two modes: a savepoint per event costs a SAVEPOINT/RELEASE round and an ORM flush each
+    (~12% of the write of a 100-event batch: 2.5 against 2.2 ms of CPU per event); events rarely
+    fail here (the registry reads are done), so the batch is first written without them and raises
+    :class:`_StepFailed` at the first failure, which rolls the whole transaction back;
+    ``isolate=True`` then writes it again with a savepoint per event, so that one bad event
+    (logged, left for reconcile) does not undo the others.
+    """
+    recorded = indexed = failed = 0
+    with sessions.begin() as session:
+        if record:
             try:
                 with session.begin_nested():
                     recorded = record_events(session, events)
             except Exception:
-                log.exception("could not record %d events (activity only; the index is unaffected)", n)
-            for step in steps:
+                log.exception(
+                    "could not record %d events (activity only; the index is unaffected)", len(events)
+                )
+        for step in steps:
+            if not isolate:
                 try:
-                    with session.begin_nested():
-                        _apply(indexer, session, step)
-                    indexed += 1
+                    _apply(indexer, session, step)
+                    session.flush()
                 except Exception as err:
-                    deferred += 1
-                    _failed(step.event, err)
-    except Exception as err:  # the commit itself failed: nothing of the batch was written
-        log.error("could not write %d events; left for reconcile", len(events), exc_info=err)
-        deferred += indexed
-        indexed = recorded = 0
-    return {"recorded": recorded, "indexed": indexed, "deferred": deferred}
+                    raise _StepFailed from err
+                indexed += 1
+                # written: let the ORM forget the rows, or every later flush walks them all again
+                session.expunge_all()
+                continue
+            try:
+                with session.begin_nested():
+                    _apply(indexer, session, step)
+                indexed += 1
+            except Exception as err:
+                failed += 1
+                _failed(step.event, err)
+        if done:
+            session.execute(delete(PendingEvent).where(PendingEvent.id.in_(list(done))))
+    return recorded, indexed, failed
+
+
+def enqueue_events(events: list[NotificationEvent], sessions: sessionmaker[Session]) -> dict[str, int]:
+    """What ``POST /events`` does now: record the activity and queue the manifest pushes and
+    deletes for the indexing worker, in one write transaction (no registry read). Raises when the
+    database cannot be written (the registry then retries the delivery)."""
+    work = [e for e in events if is_work(e)]
+    with sessions.begin() as session:
+        recorded = record_events(session, events)
+        session.add_all(
+            PendingEvent(event_id=e.id, payload=e.model_dump_json(), received_at=utcnow()) for e in work
+        )
+    return {"recorded": recorded, "queued": len(work)}

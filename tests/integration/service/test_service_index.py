@@ -28,6 +28,7 @@ from ecr_oci.oci.registry import RegistryClient
 from ecr_oci.reference import Reference
 from ecr_oci.server.db.engine import make_engine, session_factory
 from ecr_oci.server.db.models import ManifestRow, Repository, Signature, Tag, Version
+from ecr_oci.server.services.queue import pending_count
 from ecr_oci.server.services.reconcile import list_catalog
 from ecr_oci.signing.sign import sign_image
 from tests.fixtures.service import ServiceEnv
@@ -105,6 +106,11 @@ class Index:
                     for s in session.scalars(select(Signature))
                 ),
             }
+
+    def wait_drained(self) -> None:
+        """Until the service's indexing worker has applied every queued event (the rows go in
+        the same transaction as the index writes, so an empty queue means indexed)."""
+        wait_until(lambda: pending_count(self.sessions) == 0, what="the indexing queue to drain")
 
     def close(self) -> None:
         self.engine.dispose()
@@ -271,7 +277,9 @@ def test_same_events_twice_and_out_of_order_change_nothing(
     body = json.dumps({"events": list(reversed(events))}).encode()
     for _ in range(2):
         response = _post(service_env, body, service_env.service.secret)
-        assert response.status_code == 200, response.text
+        assert response.status_code == 202, response.text
+        assert response.json()["queued"] == len(events)
+    index.wait_drained()
     assert index.snapshot() == before
 
 
@@ -307,6 +315,7 @@ def test_killed_during_a_burst_of_50_pushes_then_reconcile_equals_registry(
     service_env.service.start()
     report = reconcile(service_env)
     assert report["errors"] == []
+    index.wait_drained()  # what the restarted worker found queued, and the registry's retries
     walked = registry_walk(service_env.registry.host)
     snap = index.snapshot()
     assert snap["tags"] == walked["tags"]

@@ -219,3 +219,120 @@ def test_cosign_signature_tag_is_indexed(env: Env) -> None:
     assert sig is not None
     assert env.handle(push_event(env, str(sig.digest), sig_tag))["indexed"] == 1
     assert env.tags().get(sig_tag) == str(sig.digest)
+
+
+# --- the queued design: POST /events answers 202, the worker indexes (services.queue) ----------
+
+
+#: fastapi's TestClient (the app with its lifespan, so the worker runs) warns about httpx.
+_testclient = pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient`")
+
+
+def _settings(env: Env) -> Any:
+    from ecr_oci.server.settings import Settings
+
+    url = env.engine.url.render_as_string(hide_password=False)
+    return Settings(
+        database_url=url,
+        registry=env.registry.host,
+        registry_insecure=True,
+        notification_secret="s",
+        reconcile_on_start=False,
+        reconcile_interval=0,
+    )
+
+
+def _post(http: Any, *events: dict[str, Any]) -> Any:
+    response = http.post(
+        "/events", content=json.dumps({"events": list(events)}), headers={"Authorization": "Bearer s"}
+    )
+    assert response.status_code == 202, response.text
+    return response.json()
+
+
+@_testclient
+def test_a_burst_of_events_is_indexed_by_the_worker(env: Env) -> None:
+    from fastapi.testclient import TestClient
+
+    from ecr_oci.server.app import create_app
+
+    pushed = {f"0.{i}.0": push_image(env, f"0.{i}.0", i) for i in range(40)}
+    app = create_app(_settings(env))
+    with TestClient(app) as http:
+        for tag, digest in pushed.items():
+            body = _post(http, push_event(env, digest, tag))
+            assert body == {"received": 1, "recorded": 1, "queued": 1}
+        _post(http, *[push_event(env, d, t) for t, d in pushed.items()])  # replays, one request
+        app.state.event_queue.wait_drained()
+        assert env.versions() == pushed
+
+
+@_testclient
+def test_queued_events_survive_a_restart(env: Env) -> None:
+    from fastapi.testclient import TestClient
+
+    from ecr_oci.server.app import create_app
+    from ecr_oci.server.db.models import PendingEvent
+    from ecr_oci.server.services.queue import pending_count
+
+    pushed = {f"0.{i}.0": push_image(env, f"0.{i}.0", i) for i in range(5)}
+    sessions = session_factory(env.engine)
+    app = create_app(_settings(env))
+    with TestClient(app) as http:
+        app.state.event_queue.stop()  # the worker is gone: events are accepted, not indexed
+        for tag, digest in pushed.items():
+            _post(http, push_event(env, digest, tag))
+    # the service stopped with the events queued (durably: rows, not memory)
+    assert pending_count(sessions) == 5 and env.versions() == {}
+    with sessions() as session:
+        payloads = session.scalars(select(PendingEvent.payload))
+        assert {json.loads(p)["target"]["tag"] for p in payloads} == set(pushed)
+    app = create_app(_settings(env))
+    with TestClient(app):  # the next start drains the table first
+        app.state.event_queue.wait_drained()
+    assert env.versions() == pushed
+
+
+def test_a_malformed_event_does_not_block_the_batch(env: Env) -> None:
+    from ecr_oci.server.app import SharedClient
+    from ecr_oci.server.db.models import PendingEvent
+    from ecr_oci.server.services.queue import EventQueue
+
+    good = {f"0.{i}.0": push_image(env, f"0.{i}.0", i) for i in range(3)}
+    sessions = session_factory(env.engine, write=True)
+    bad_digest = push_event(env, "sha256:not-hex", None)  # parses; the plan fails (Digest.parse)
+    missing = push_event(env, "sha256:" + "0" * 64, "9.9.9")  # the registry has no such tag
+    with sessions.begin() as session:
+        session.add(PendingEvent(event_id="junk", payload="{not json"))
+        session.add(PendingEvent(event_id="half", payload='{"id": "x", "action": "push"}'))
+        for payload in (bad_digest, missing, *[push_event(env, d, t) for t, d in good.items()]):
+            session.add(PendingEvent(event_id=payload["id"], payload=json.dumps(payload)))
+    shared = SharedClient(lambda: RegistryClient(env.registry.host, insecure=True))
+    queue = EventQueue(sessions, shared.get, workers=4)
+    queue.start()
+    try:
+        queue.wait_drained()
+    finally:
+        queue.stop()
+        shared.close()
+    assert env.versions() == good
+    assert env.tags() == good
+
+
+def test_a_batch_with_a_failing_event_keeps_the_others(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The batch is applied without savepoints first; when that fails, once more, each event in
+    its own savepoint: the bad one is left for reconcile, the others are indexed."""
+    from ecr_oci.server.services import index as index_module
+
+    pushed = {f"0.{i}.0": push_image(env, f"0.{i}.0", i) for i in range(3)}
+    store = index_module.Indexer.store
+
+    def store_or_fail(self: Any, session: Any, fetched: Any, *, tag: str | None = None) -> Any:
+        if tag == "0.1.0":
+            raise RuntimeError("bad event")
+        return store(self, session, fetched, tag=tag)
+
+    monkeypatch.setattr(index_module.Indexer, "store", store_or_fail)
+    result = env.handle(*[push_event(env, d, t) for t, d in pushed.items()])
+    assert result == {"recorded": 3, "indexed": 2, "deferred": 1}
+    assert env.versions() == {t: d for t, d in pushed.items() if t != "0.1.0"}

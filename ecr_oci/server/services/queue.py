@@ -1,0 +1,172 @@
+"""The indexing worker: drains the durable ``pending_event`` queue in batches (docs/service.md,
+"Events → index").
+
+    >>> from ecr_oci.server.db.engine import make_engine, session_factory
+    >>> from ecr_oci.server.db.migrate import upgrade
+    >>> engine = make_engine("sqlite://"); upgrade(engine)
+    >>> pending_count(session_factory(engine))
+    0
+
+``POST /events`` queues the manifest pushes and deletes (``notifications.enqueue_events``) and
+answers 202; :class:`EventQueue` runs one thread that takes up to :attr:`EventQueue.batch` rows
+(oldest first), waiting :attr:`EventQueue.linger` after a wake-up so that a burst becomes one
+batch, drops exact duplicates (same action, repository, tag and digest: the last one is kept),
+and hands the rest to :func:`~ecr_oci.server.services.notifications.handle_events` with a thread
+pool (the registry reads of independent events overlap) and the rows' ids, which are deleted in
+the batch's write transaction. So a crash before that commit leaves the rows queued and the next
+start drains them; an event the registry cannot answer is logged and left for reconcile (as
+before), and a row that does not parse is logged and dropped: neither holds up the others.
+:meth:`EventQueue.wait_drained` blocks until the table is empty (tests, tools): an empty table
+means indexed, since rows leave it in the transaction that applies them.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+from pydantic import ValidationError
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from ecr_oci.oci.registry import RegistryClient
+from ecr_oci.server.db.models import PendingEvent
+from ecr_oci.server.services.activity import NotificationEvent
+from ecr_oci.server.services.index import BlobCache
+from ecr_oci.server.services.notifications import handle_events
+
+__all__ = ["EventQueue", "pending_count"]
+
+log = logging.getLogger("ecr_oci.server.queue")
+
+
+def pending_count(sessions: sessionmaker[Session]) -> int:
+    """How many events are queued and not yet indexed."""
+    with sessions() as session:
+        return int(session.scalar(select(func.count()).select_from(PendingEvent)) or 0)
+
+
+class EventQueue:
+    """The worker thread over ``pending_event``: :meth:`start` it, :meth:`notify` it after a
+    POST queued events, :meth:`stop` it (waits for the batch in progress)."""
+
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        client: Callable[[], RegistryClient],
+        *,
+        cache: BlobCache | None = None,
+        batch: int = 100,
+        linger: float = 0.05,
+        workers: int = 8,
+        poll: float = 1.0,
+    ) -> None:
+        self.sessions = sessions
+        self.client = client
+        self.cache = cache if cache is not None else BlobCache()
+        self.batch = batch
+        self.linger = linger
+        self.workers = workers
+        #: Seconds between looks at the table without a wake-up (rows queued by another replica).
+        self.poll = poll
+        self._wake = threading.Event()
+        self._done = threading.Condition()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._pool: ThreadPoolExecutor | None = None
+
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+        self._stopping.clear()
+        self._pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="ecr-fetch")
+        self._thread = threading.Thread(target=self._run, name="ecr-index-queue", daemon=True)
+        self._thread.start()
+
+    def notify(self) -> None:
+        self._wake.set()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self._stopping.set()
+        self._wake.set()
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            thread.join(timeout)
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def drain_once(self) -> int:
+        """Index one batch of queued events; returns how many rows it consumed (0: none queued)."""
+        with self.sessions() as session:
+            rows = list(
+                session.execute(
+                    select(PendingEvent.id, PendingEvent.payload).order_by(PendingEvent.id).limit(self.batch)
+                )
+            )
+        if not rows:
+            return 0
+        latest: dict[tuple[str, str, str | None, str | None], NotificationEvent] = {}
+        bad: list[int] = []
+        for row_id, payload in rows:
+            try:
+                event = NotificationEvent.model_validate_json(payload)
+            except (ValidationError, ValueError) as err:
+                log.warning("queued event %d does not parse (%s); dropped, left for reconcile", row_id, err)
+                bad.append(row_id)
+                continue
+            target = event.target
+            key = (event.action, target.repository, target.tag, target.digest)
+            latest.pop(key, None)  # re-insert: the last duplicate keeps its place in the order
+            latest[key] = event
+        ids = [row_id for row_id, _ in rows]
+        if latest:
+            result = handle_events(
+                list(latest.values()),
+                self.sessions,
+                self.client(),
+                cache=self.cache,
+                record=False,
+                done=ids,
+                pool=self._pool,
+            )
+            if result["deferred"]:
+                log.info("batch of %d: %d left for reconcile", len(rows), result["deferred"])
+        else:
+            with self.sessions.begin() as session:
+                session.execute(delete(PendingEvent).where(PendingEvent.id.in_(bad)))
+        return len(rows)
+
+    def wait_drained(self, timeout: float = 30.0) -> None:
+        """Block until nothing is queued (every row applied or dropped); for tests and tools.
+
+        Raises :class:`TimeoutError` after ``timeout`` seconds (the worker is stopped, or stuck).
+        Deterministic: it wakes on each finished batch, and looks at the table itself.
+        """
+        deadline = time.monotonic() + timeout
+        with self._done:
+            while pending_count(self.sessions) > 0:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"events still queued after {timeout} s")
+                self._done.wait(min(left, self.poll))
+
+    def _run(self) -> None:
+        while not self._stopping.is_set():
+            self._wake.clear()  # a notify from here on wakes the wait below
+            try:
+                consumed = self.drain_once()
+            except Exception:
+                log.exception("indexing batch failed; its events stay queued and are retried")
+                self._stopping.wait(1.0)
+                continue
+            with self._done:
+                self._done.notify_all()
+            if consumed:
+                continue  # more may be queued: no waiting while there is a backlog
+            self._wake.wait(self.poll)
+            if not self._stopping.is_set() and self.linger > 0:
+                self._stopping.wait(self.linger)  # let a burst gather into one batch
