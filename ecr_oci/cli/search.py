@@ -2,6 +2,8 @@
 
     $ ecr-oci search sensor --platform linux/arm64 --requirement pytorch
     $ ecr-oci show waggle/hello-sensor:0.1.0 --json
+    $ ecr-oci search detector --device xavier-nx --max-rss 2GiB --max-metric 'inference_ms:p95<200' \
+          --sort metric:inference_ms:p95
 
 The service URL comes from ``--service`` or ``$ECR_SERVICE_URL`` (read here, at the CLI's edge,
 STYLE.md §8), default ``http://127.0.0.1:8000`` (``ecr-oci serve``'s default port). Answers are
@@ -22,7 +24,7 @@ from ecr_oci.cli.main import cli
 from ecr_oci.cli.options import echo_json, human_size
 from ecr_oci.errors import Error
 from ecr_oci.oci.redact import redact_url
-from ecr_oci.server.schemas import BundleDetail, SearchPage, VersionDetail, VersionSummary
+from ecr_oci.server.schemas import BundleDetail, DeviceProfile, SearchPage, VersionDetail, VersionSummary
 
 __all__ = ["SearchServiceError", "search", "show"]
 
@@ -103,8 +105,22 @@ def _short(text: str | None, width: int) -> str:
 @click.option("--keyword", help="Only versions with this keyword.")
 @click.option("--license", "license_", metavar="SPDX", help="Only this license, e.g. MIT.")
 @click.option("--signed-by", metavar="FPR", help="Only versions signed by this key (hex SHA-256 of it).")
+@click.option("--device", metavar="NAME", help="Only versions profiled on this device.")
+@click.option("--max-rss", metavar="SIZE", help="Peak RSS at most SIZE on that device, e.g. 2GiB.")
 @click.option(
-    "--sort", type=click.Choice(["relevance", "name", "created"]), default="relevance", show_default=True
+    "--max-metric",
+    "max_metric",
+    metavar="METRIC:STAT<N",
+    multiple=True,
+    help="A plugin metric bound, e.g. 'inference_ms:p95<200' (STAT p50|p95|p99; < or <=); repeatable. "
+    "All performance filters must hold on one device.",
+)
+@click.option(
+    "--sort",
+    metavar="ORDER",
+    default="relevance",
+    show_default=True,
+    help="relevance, name, created, or metric:METRIC:STAT (lowest first, e.g. metric:inference_ms:p95).",
 )
 @click.option("--limit", type=click.IntRange(1, 100), default=20, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the API's JSON page.")
@@ -117,6 +133,9 @@ def search(
     keyword: str | None,
     license_: str | None,
     signed_by: str | None,
+    device: str | None,
+    max_rss: str | None,
+    max_metric: tuple[str, ...],
     sort: str,
     limit: int,
     as_json: bool,
@@ -128,6 +147,7 @@ def search(
     \b
     Example:
       ecr-oci search sensor --platform linux/arm64 --requirement pytorch
+      ecr-oci search --device xavier-nx --max-metric 'inference_ms:p95<200' --sort metric:inference_ms:p95
     """
     page = _get(
         service_url,
@@ -140,6 +160,9 @@ def search(
             "keyword": keyword,
             "license": license_,
             "signed_by": signed_by,
+            "device": device,
+            "max_rss": max_rss,
+            "max_metric": list(max_metric) or None,
             "sort": sort,
             "limit": limit,
         },
@@ -212,6 +235,10 @@ def show(ref: str, as_json: bool, service_url: str) -> None:
                 for v in detail.versions
             ],
         )
+        measured = [(v.version, p) for v in detail.versions for p in v.profiles]
+        if measured:
+            click.echo("\nmeasured profiles (median across runs, per device):")
+            _profile_table(measured)
         return
     one = _get(service_url, f"{base}/versions/{quote(version, safe='')}", {}, VersionDetail)
     if as_json:
@@ -231,12 +258,41 @@ def show(ref: str, as_json: bool, service_url: str) -> None:
         ("KIND", "ARTIFACT TYPE", "DIGEST"),
         [(r.kind, r.artifact_type or "-", r.digest) for r in one.referrers],
     )
+    if one.profiles:
+        click.echo("\nmeasured profiles (median across runs, per device):")
+        _profile_table([(one.summary.version, p) for p in one.profiles])
+    if one.declared_profile is not None:
+        click.echo("\ndeclared profile (ecr.yaml `profile:`, not measured): see --json")
     if one.signatures:
         click.echo("\nsignatures (claimed keys; check with `ecr-oci verify`):")
         _table(
             ("KIND", "KEY", "SUBJECT"),
             [(s.kind, s.key_fingerprint or "-", s.subject_digest) for s in one.signatures],
         )
+
+
+def _number(value: float | None) -> str:
+    return "-" if value is None else f"{value:g}"
+
+
+def _profile_table(rows: list[tuple[str, DeviceProfile]]) -> None:
+    """One line per (version, device): runs, wall time, peak RSS, each metric's p95."""
+    _table(
+        ("VERSION", "DEVICE", "ARCH", "RUNS", "WALL S", "PEAK RSS", "METRICS P95", "LATEST RUN"),
+        [
+            (
+                version,
+                p.device,
+                p.arch or "-",
+                str(p.runs),
+                _number(p.median.wall_s),
+                human_size(p.median.peak_rss_bytes) if p.median.peak_rss_bytes is not None else "-",
+                " ".join(f"{name}={_number(m.p95)}" for name, m in sorted(p.median.metrics.items())) or "-",
+                p.latest.created or "-",
+            )
+            for version, p in rows
+        ],
+    )
 
 
 def _describe(item: VersionSummary) -> None:

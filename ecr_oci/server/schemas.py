@@ -22,12 +22,17 @@ __all__ = [
     "ActivitySummary",
     "Author",
     "BundleDetail",
+    "BundleProfiles",
+    "DeviceHistory",
+    "DeviceProfile",
     "DistributionErrorItem",
     "DistributionErrors",
     "LayerInfo",
+    "MetricFigures",
     "OciDescriptor",
     "OciIndex",
     "PlatformInfo",
+    "ProfileFigures",
     "ReferrerInfo",
     "ReferrerList",
     "SearchPage",
@@ -35,6 +40,7 @@ __all__ = [
     "SortOrder",
     "VersionBrief",
     "VersionDetail",
+    "VersionProfiles",
     "VersionPulls",
     "VersionSummary",
 ]
@@ -118,6 +124,42 @@ class SearchPage(_Out):
     next_cursor: str | None = Field(description="pass as `cursor` for the next page; null on the last page")
 
 
+class MetricFigures(_Out):
+    """One plugin metric: percentiles of the values it reported, and how many it reported."""
+
+    p50: float | None = None
+    p95: float | None = None
+    p99: float | None = None
+    count: int | None = None
+
+
+class ProfileFigures(_Out):
+    """Measured figures (absent = not measured, never zero: no GPU fields without a GPU)."""
+
+    created: str | None = Field(default=None, description="when the (newest) run started")
+    manifest_digest: str | None = Field(default=None, description="the profile referrer (one run)")
+    wall_s: float | None = None
+    cpu_s: float | None = None
+    peak_rss_bytes: int | None = None
+    gpu_util_percent_peak: float | None = None
+    gpu_memory_peak_bytes: int | None = None
+    exit_status: int | None = None
+    metrics: dict[str, MetricFigures] = Field(default_factory=dict)
+
+
+class DeviceProfile(_Out):
+    """The measured profiles of one device on one platform of a version, aggregated."""
+
+    device: str
+    arch: str | None
+    platform_digest: str = Field(description="the platform manifest the profiles are referrers of")
+    runs: int
+    median: ProfileFigures = Field(
+        description="median across runs of each figure (metric counts summed): what search filters on"
+    )
+    latest: ProfileFigures = Field(description="the newest run's figures")
+
+
 class VersionBrief(_Out):
     version: str
     image_digest: str
@@ -126,6 +168,7 @@ class VersionBrief(_Out):
     total_size: int | None
     created: str | None
     platforms: list[PlatformInfo]
+    profiles: list[DeviceProfile] = Field(default_factory=list, description="measured, per device")
 
 
 class BundleDetail(_Out):
@@ -147,6 +190,35 @@ class VersionDetail(_Out):
     referrers: list[ReferrerInfo] = Field(description="manifests whose subject is the image")
     signatures: list[SignatureInfo]
     config: dict[str, Any] | None = Field(description="the whole bundle config, when indexed")
+    profiles: list[DeviceProfile] = Field(default_factory=list, description="measured, per device")
+    declared_profile: dict[str, Any] | None = Field(
+        default=None, description="the bundle's initial profile (`profile:` of ecr.yaml): expectations"
+    )
+
+
+class VersionProfiles(_Out):
+    version: str
+    image_digest: str
+    created: str | None
+    declared: dict[str, Any] | None = Field(
+        description="the initial profile the author shipped (`profile:` of ecr.yaml), not measured"
+    )
+    measured: list[DeviceProfile] = Field(description="per device, from profile referrers")
+
+
+class DeviceHistory(_Out):
+    """One device across versions: "did 0.2 get slower than 0.1 here?" in one list."""
+
+    device: str
+    versions: list[VersionProfiles] = Field(
+        description="oldest version first; each with only this device's summary in `measured`"
+    )
+
+
+class BundleProfiles(_Out):
+    repository: str
+    versions: list[VersionProfiles] = Field(description="newest first")
+    devices: list[DeviceHistory] = Field(description="by device name")
 
 
 class ReferrerList(_Out):

@@ -21,9 +21,9 @@ from ecr_oci.server.routes.errors import ErrorBody
 from ecr_oci.server.schemas import (
     ActivitySummary,
     BundleDetail,
+    BundleProfiles,
     ReferrerList,
     SearchPage,
-    SortOrder,
     VersionDetail,
 )
 from ecr_oci.server.services import search as service
@@ -66,7 +66,27 @@ def search(
     signed_by: Annotated[
         str | None, Query(max_length=80, description="hex SHA-256 of the signer's public key")
     ] = None,
-    sort: SortOrder = "relevance",
+    device: Annotated[
+        str | None, Query(**_FILTER, description="only versions profiled on this device (its name)")
+    ] = None,
+    max_rss: Annotated[
+        str | None, Query(max_length=40, description="peak RSS at most this: bytes, or e.g. 2GiB")
+    ] = None,
+    max_metric: Annotated[
+        list[str] | None,
+        Query(
+            max_length=200,
+            description="METRIC:STAT<NUMBER (STAT p50|p95|p99; < or <=), e.g. inference_ms:p95<200; "
+            "repeatable, all must hold on one device",
+        ),
+    ] = None,
+    sort: Annotated[
+        str,
+        Query(
+            max_length=200,
+            description="relevance, name, created, or metric:METRIC:STAT (ascending, best device)",
+        ),
+    ] = "relevance",
     cursor: Annotated[
         str | None, Query(max_length=2000, description="next_cursor of the previous page")
     ] = None,
@@ -80,6 +100,9 @@ def search(
         platform=platform,
         requirement=requirement,
         signed_by=signed_by,
+        device=device,
+        max_rss=max_rss,
+        max_metric=tuple(max_metric or ()),
     )
     query = service.SearchQuery(text=q, filters=filters, sort=sort, cursor=cursor, limit=limit)
     return service.search(session, query, visible=visible)
@@ -109,6 +132,16 @@ def version(
     visible: Visible,
 ) -> VersionDetail:
     return service.version_detail(session, namespace, name, version, visible=visible)
+
+
+@router.get(
+    "/bundles/{namespace}/{name}/profiles",
+    response_model=BundleProfiles,
+    responses=_BAD | _MISSING,
+    summary="Declared and measured profiles per version, and each device's history across versions",
+)
+def profiles(namespace: Namespace, name: Name, session: DbSession, visible: Visible) -> BundleProfiles:
+    return service.bundle_profiles(session, namespace, name, visible=visible)
 
 
 @router.get(

@@ -28,7 +28,7 @@ import logging
 import re
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,6 +56,12 @@ from ecr_oci.server.db.models import (
     VersionKeyword,
     VersionRequirement,
     utcnow,
+)
+from ecr_oci.server.services.profiles import (
+    declared_profile_details,
+    profile_details,
+    refresh_summaries,
+    sync_profile,
 )
 from ecr_oci.signing.attest import PREDICATE_TYPE_ANNOTATION
 from ecr_oci.signing.sigstore_bundle import BUNDLE_MEDIA_TYPE as SIGSTORE_BUNDLE_MEDIA_TYPE
@@ -332,7 +338,10 @@ class Indexer:
         if kind == "bundle" and classified.config_digest:
             data = self._small(repository, Digest.parse(classified.config_digest))
             config = BundleConfig.model_validate_json(data)  # only valid configs feed versions
-            return {"config": config.model_dump(mode="json", by_alias=True, exclude_none=True)}
+            dumped = config.model_dump(mode="json", by_alias=True, exclude_none=True)
+            return {"config": dumped, **declared_profile_details(repository, dumped, self._blob(repository))}
+        if kind == "profile":  # issue 6: its figures, read now so that storing needs no network
+            return profile_details(repository, document, self._blob(repository))
         if kind in ("signature", "attestation"):
             claims = []
             for layer in document.get("layers") or []:
@@ -392,6 +401,9 @@ class Indexer:
         except NotFound:
             return None
 
+    def _blob(self, repository: str) -> Callable[[Digest], bytes]:
+        return lambda digest: self._small(repository, digest)
+
     def _small(self, repository: str, digest: Digest, *, manifest: bool = False) -> bytes:
         """A metadata blob (or a child manifest) by digest, through :attr:`cache`: content by
         digest never changes, so a second read of it (an index after its children, the same
@@ -434,6 +446,7 @@ class Indexer:
         row.indexed_at = utcnow()
         session.flush()
         sync_signatures(session, row)
+        sync_profile(session, row)
         affected = set(tags_pointing_at(session, repo.id, [row.digest]))
         if c.kind == "bundle" and subject:
             affected |= set(tags_pointing_at(session, repo.id, [subject]))
@@ -505,10 +518,13 @@ class Indexer:
             select(ManifestRow).where(ManifestRow.repository_id == repo.id, ManifestRow.digest == digest)
         )
         subject = row.subject_digest if row is not None else None
+        profile = row is not None and row.kind == "profile"
         session.execute(delete(Tag).where(Tag.repository_id == repo.id, Tag.digest == digest))
         if row is not None:
             session.delete(row)
         session.flush()
+        if profile and subject:  # its run went with it (cascade): re-aggregate the rest
+            refresh_summaries(session, repo.id, [subject])
         if subject:  # a bundle gone: its version falls back to the next bundle or none
             tags |= set(tags_pointing_at(session, repo.id, [subject]))
         sync_versions(session, repo, tags)

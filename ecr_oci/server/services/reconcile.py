@@ -46,6 +46,7 @@ from ecr_oci.server.services.index import (
     repository_row,
     sync_versions,
 )
+from ecr_oci.server.services.profiles import refresh_summaries
 
 __all__ = ["ReconcileReport", "Reconciler", "list_catalog"]
 
@@ -271,10 +272,14 @@ class Reconciler:
                     ManifestRow.indexed_at < walk_started,
                 )
             )
+            profiles_gone = False
             for manifest in stale:
+                profiles_gone |= manifest.kind == "profile"
                 session.delete(manifest)
                 report.removed_manifests += 1
             session.flush()
+            if profiles_gone:  # their runs went with them (cascade): re-aggregate (issue 6)
+                refresh_summaries(session, repo.id)
             # every version is re-derived (below), so those built on a removed image or bundle too
             affected |= set(session.scalars(select(Version.tag).where(Version.repository_id == repo.id)))
             sync_versions(session, repo, affected | set(current))

@@ -73,6 +73,8 @@ from ecr_oci.server.schemas import (
     ActivitySummary,
     Author,
     BundleDetail,
+    BundleProfiles,
+    DeviceHistory,
     LayerInfo,
     OciDescriptor,
     OciIndex,
@@ -84,12 +86,20 @@ from ecr_oci.server.schemas import (
     SortOrder,
     VersionBrief,
     VersionDetail,
+    VersionProfiles,
     VersionPulls,
     VersionSummary,
 )
 from ecr_oci.server.services.activity import pull_counts, recent_events
 from ecr_oci.server.services.errors import InvalidInputError, NotFoundError
 from ecr_oci.server.services.index import requirement_name
+from ecr_oci.server.services.profiles import (
+    MetricSort,
+    PerformanceFilters,
+    device_profiles,
+    metric_sort_rows,
+    performance_clause,
+)
 from ecr_oci.server.services.visibility import Visibility
 
 __all__ = [
@@ -102,6 +112,7 @@ __all__ = [
     "SearchQuery",
     "activity",
     "bundle_detail",
+    "bundle_profiles",
     "oci_referrers_index",
     "parse_digest",
     "query_words",
@@ -144,6 +155,10 @@ class SearchFilters:
     ``platform`` is ``os/arch[/variant]``; ``requirement`` a requirement name (``pytorch`` matches
     ``pytorch>=2.0``) or a spec prefix (``pytorch>=2`` matches ``pytorch>=2.1``); ``signed_by`` the
     hex SHA-256 of a signer's PKIX DER public key (``sha256:`` prefix allowed).
+
+    Performance (issue 6; :mod:`~ecr_oci.server.services.profiles`): ``device`` a device name,
+    ``max_rss`` bytes (``2GiB`` too), ``max_metric`` ``inference_ms:p95<200`` each; a version
+    matches when one (platform, device) aggregate of its profiles passes all of them.
     """
 
     namespace: str | None = None
@@ -152,13 +167,24 @@ class SearchFilters:
     platform: str | None = None
     requirement: str | None = None
     signed_by: str | None = None
+    device: str | None = None
+    max_rss: str | int | None = None
+    max_metric: tuple[str, ...] = ()
+
+    @property
+    def performance(self) -> PerformanceFilters:
+        """The performance filters, parsed (raises ``BAD_PARAMETER``)."""
+        return PerformanceFilters.parse(device=self.device, max_rss=self.max_rss, max_metric=self.max_metric)
 
 
 @dataclass(frozen=True)
 class SearchQuery:
+    """``sort``: a :data:`~ecr_oci.server.schemas.SortOrder`, or ``metric:<name>:<p50|p95|p99>``
+    (ascending: the version's best device first; versions without the metric are left out)."""
+
     text: str | None = None
     filters: SearchFilters = field(default_factory=SearchFilters)
-    sort: SortOrder = "relevance"
+    sort: SortOrder | str = "relevance"
     cursor: str | None = None
     limit: int = DEFAULT_LIMIT
 
@@ -236,12 +262,15 @@ def _valid_key(sort: object, key: object) -> bool:
         return isinstance(key, str)
     if sort == "created":
         return key is None or isinstance(key, str)
+    if sort == "metric":
+        return isinstance(key, int | float) and not isinstance(key, bool) and key == key  # not NaN
     return False
 
 
-def _fingerprint(words: Sequence[str], filters: SearchFilters) -> str:
+def _fingerprint(words: Sequence[str], filters: SearchFilters, sort: MetricSort | None = None) -> str:
     """A short hash of what selects the rows; a cursor is valid only for the same selection."""
-    raw = json.dumps([list(words), asdict(filters)], sort_keys=True).encode()
+    selection: list[Any] = [list(words), asdict(filters)] + ([sort.text] if sort is not None else [])
+    raw = json.dumps(selection, sort_keys=True).encode()
     return hashlib.sha256(raw).hexdigest()[:16]
 
 
@@ -250,8 +279,12 @@ def search(session: Session, query: SearchQuery, *, visible: Visibility) -> Sear
 
     Raises :class:`InvalidInputError` (``BAD_CURSOR``, ``BAD_PARAMETER``) for bad input.
     """
-    if query.sort not in get_args(SortOrder):
-        raise InvalidInputError(f"sort must be one of {', '.join(get_args(SortOrder))}", code="BAD_PARAMETER")
+    by_metric = MetricSort.parse(query.sort)
+    if by_metric is None and query.sort not in get_args(SortOrder):
+        raise InvalidInputError(
+            f"sort must be one of {', '.join(get_args(SortOrder))} or metric:METRIC:STAT",
+            code="BAD_PARAMETER",
+        )
     if not 1 <= query.limit <= MAX_LIMIT:
         raise InvalidInputError(f"limit must be 1..{MAX_LIMIT}", code="BAD_PARAMETER")
     text = (query.text or "").strip()
@@ -259,17 +292,34 @@ def search(session: Session, query: SearchQuery, *, visible: Visibility) -> Sear
         raise InvalidInputError(f"q is longer than {MAX_QUERY_LENGTH} characters", code="BAD_PARAMETER")
     words = query_words(text)
     filters = _normalized(query.filters)
+    performance = filters.performance
     by_rank = bool(words) and query.sort == "relevance"
     sort_key = "rank" if by_rank else ("created" if query.sort == "created" else "name")
-    fingerprint = _fingerprint(words, filters)
+    if by_metric is not None:
+        sort_key = "metric"
+    fingerprint = _fingerprint(words, filters, by_metric)
     cursor = _Cursor.decode(query.cursor, sort=sort_key, fingerprint=fingerprint) if query.cursor else None
     if text and not words:
         return SearchPage(items=[], next_cursor=None)  # only punctuation: nothing can match it
 
     dialect = session.get_bind().dialect.name
     clauses = [visible.repository_filter(Version.name.expression), *_filter_clauses(filters)]
+    if performance and by_metric is None:  # a metric sort applies them to the summaries it reads
+        clauses.append(performance_clause(performance))
     stmt: _AnySelect
-    if by_rank:
+    if by_metric is not None:
+        # SQLite: the words select the grouped rows from outside; inside, the planner probed the
+        # match list once per metric row (0.6 s at 10k versions, 6k summaries)
+        inside = bool(words) and dialect != "sqlite"
+        selecting = [*clauses, _text_filter(words, dialect)] if inside else clauses
+        keyed = metric_sort_rows(by_metric, performance, selecting)
+        stmt = select(keyed.c.id, keyed.c.key)
+        if words and not inside:
+            stmt = stmt.where(_text_filter(words, dialect, keyed.c.id))
+        if cursor is not None:
+            stmt = stmt.where(tuple_(keyed.c.key, keyed.c.id) > tuple_(float(cursor.key), cursor.id))
+        stmt = stmt.order_by(keyed.c.key, keyed.c.id)
+    elif by_rank:
         stmt = _ranked(words, dialect, clauses, after=(float(cursor.key), cursor.id) if cursor else None)
     else:
         sort_column = Version.created if sort_key == "created" else Version.name
@@ -300,7 +350,7 @@ def search(session: Session, query: SearchQuery, *, visible: Visibility) -> Sear
     ]
     next_cursor = None
     if more and rows:
-        key = float(rows[-1][1]) if by_rank else rows[-1][1]
+        key = float(rows[-1][1]) if by_rank or by_metric is not None else rows[-1][1]
         next_cursor = _Cursor(sort_key, fingerprint, key, ids[-1]).encode()
     return SearchPage(items=items, next_cursor=next_cursor)
 
@@ -321,13 +371,17 @@ def _tsquery(words: Sequence[str]) -> ColumnElement[Any]:
     )
 
 
-def _text_filter(words: Sequence[str], dialect: str) -> ColumnElement[bool]:
-    """Versions holding every word, as a plain condition: no rank is computed."""
+def _text_filter(
+    words: Sequence[str], dialect: str, version_id: ColumnElement[int] | None = None
+) -> ColumnElement[bool]:
+    """Versions holding every word, as a plain condition: no rank is computed. ``version_id``: the
+    column holding the version id (SQLite only; default ``version.id``)."""
     if dialect == "sqlite":
         matching = select(_FTS.c.rowid).where(
             _FTS_NAME.op("MATCH")(bindparam("fts_query", _fts_expression(words)))
         )
-        return Version.id.in_(matching.scalar_subquery())
+        column = version_id if version_id is not None else Version.id
+        return column.in_(matching.scalar_subquery())
     if dialect == "postgresql":
         return literal_column("version.search_vector").op("@@")(_tsquery(words))
     raise InvalidInputError(f"text search is not supported on {dialect}", code="BAD_PARAMETER")
@@ -450,6 +504,7 @@ def _normalized(filters: SearchFilters) -> SearchFilters:
     license_ = filters.license
     if license_ is not None:
         license_ = _canonical_license(license_.strip())
+    performance = filters.performance
     return SearchFilters(
         namespace=filters.namespace.strip() if filters.namespace is not None else None,
         keyword=filters.keyword.strip().lower() if filters.keyword is not None else None,
@@ -457,6 +512,9 @@ def _normalized(filters: SearchFilters) -> SearchFilters:
         platform=platform,
         requirement=requirement,
         signed_by=signed_by,
+        device=performance.device,
+        max_rss=performance.max_rss,
+        max_metric=tuple(bound.text for bound in performance.bounds),
     )
 
 
@@ -609,6 +667,7 @@ def bundle_detail(session: Session, namespace: str, name: str, *, visible: Visib
     repo = _repository(session, f"{namespace}/{name}", visible=visible)
     versions = list(session.scalars(_newest_first(select(Version).where(Version.repository_id == repo.id))))
     platforms = _platforms_of(session, [v.id for v in versions])
+    measured = device_profiles(session, [v.id for v in versions])
     briefs = [
         VersionBrief(
             version=v.tag,
@@ -618,6 +677,7 @@ def bundle_detail(session: Session, namespace: str, name: str, *, visible: Visib
             total_size=v.total_size,
             created=v.created,
             platforms=[_platform_info(p) for p in platforms.get(v.id, [])],
+            profiles=measured.get(v.id, []),
         )
         for v in versions
     ]
@@ -669,6 +729,60 @@ def version_detail(
             for s in signatures
         ],
         config=row.config,
+        profiles=device_profiles(session, [row.id]).get(row.id, []),
+        declared_profile=_declared_profiles(session, repo.id, [row]).get(row.id),
+    )
+
+
+def _declared_profiles(
+    session: Session, repository_id: int, versions: Sequence[Version]
+) -> dict[int, dict[str, Any]]:
+    """The initial profile of each version's bundle (read by the indexer), by version id."""
+    digests = {v.bundle_digest for v in versions if v.bundle_digest}
+    if not digests:
+        return {}
+    rows = session.execute(
+        select(ManifestRow.digest, ManifestRow.details).where(
+            ManifestRow.repository_id == repository_id, ManifestRow.digest.in_(sorted(digests))
+        )
+    )
+    details: dict[str, dict[str, Any]] = {digest: found for digest, found in rows}
+    found: dict[int, dict[str, Any]] = {}
+    for v in versions:
+        declared = (details.get(v.bundle_digest or "") or {}).get("declared_profile")
+        if isinstance(declared, dict):
+            found[v.id] = declared
+    return found
+
+
+def bundle_profiles(session: Session, namespace: str, name: str, *, visible: Visibility) -> BundleProfiles:
+    """Declared and measured profiles of every version (newest first), and each device's history
+    across versions (oldest first): one request answers "did 0.2 get slower than 0.1 on the same
+    device?". Raises :class:`NotFoundError`."""
+    repo = _repository(session, f"{namespace}/{name}", visible=visible)
+    versions = list(session.scalars(_newest_first(select(Version).where(Version.repository_id == repo.id))))
+    measured = device_profiles(session, [v.id for v in versions])
+    declared = _declared_profiles(session, repo.id, versions)
+    items = [
+        VersionProfiles(
+            version=v.tag,
+            image_digest=v.image_digest,
+            created=v.created,
+            declared=declared.get(v.id),
+            measured=measured.get(v.id, []),
+        )
+        for v in versions
+    ]
+    history: dict[str, list[VersionProfiles]] = {}
+    for item in reversed(items):
+        for device in sorted({d.device for d in item.measured}):
+            history.setdefault(device, []).append(
+                item.model_copy(update={"measured": [d for d in item.measured if d.device == device]})
+            )
+    return BundleProfiles(
+        repository=repo.name,
+        versions=items,
+        devices=[DeviceHistory(device=d, versions=history[d]) for d in sorted(history)],
     )
 
 
