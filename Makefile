@@ -35,9 +35,11 @@ POLICY_RC ?= /usr/sbin/policy-rc.d
 ORAS_VERSION := v1.3.0
 CRANE_VERSION := v0.21.0
 COSIGN_VERSION := v2.6.1
+# hey: the HTTP load generator of the token benchmark (compiled, so the client is not the bottleneck).
+HEY_VERSION := v0.1.4
 GO := $(shell command -v go 2>/dev/null)
 GO_STAMPS := $(TOOLS_BIN)/.oras-$(ORAS_VERSION) $(TOOLS_BIN)/.crane-$(CRANE_VERSION) \
-	$(TOOLS_BIN)/.cosign-$(COSIGN_VERSION)
+	$(TOOLS_BIN)/.cosign-$(COSIGN_VERSION) $(TOOLS_BIN)/.hey-$(HEY_VERSION)
 
 PYTEST_ARGS ?=
 
@@ -85,7 +87,7 @@ $(VENV)/.stamp: requirements.lock pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
 	touch $@
 
-go-tools: ## Build oras, crane and cosign into .tools/bin (needs Go; cosign takes minutes)
+go-tools: ## Build oras, crane, cosign and hey into .tools/bin (needs Go; cosign takes minutes)
 ifeq ($(GO),)
 	@echo "warning: go not found: oras, crane and cosign are not built; the tests that use them fail" >&2
 else
@@ -98,6 +100,10 @@ $(TOOLS_BIN)/.oras-$(ORAS_VERSION):
 
 $(TOOLS_BIN)/.crane-$(CRANE_VERSION):
 	GOBIN=$(TOOLS_BIN) $(GO) install github.com/google/go-containerregistry/cmd/crane@$(CRANE_VERSION)
+	touch $@
+
+$(TOOLS_BIN)/.hey-$(HEY_VERSION):
+	GOBIN=$(TOOLS_BIN) $(GO) install github.com/rakyll/hey@$(HEY_VERSION)
 	touch $@
 
 $(TOOLS_BIN)/.cosign-$(COSIGN_VERSION):

@@ -12,11 +12,15 @@ What it wires (routes → services → storage, STYLE.md §9):
   ``app.state.registry_client()`` → a new :class:`RegistryClient` for the configured registry
   (the caller closes it); ``app.state.notification_client`` (:class:`SharedClient`: one client
   kept alive across notification requests) and ``app.state.blob_cache`` (small immutable blobs);
-  ``app.state.reconciler`` (one reconcile at a time in this process).
+  ``app.state.reconciler`` (one reconcile at a time in this process); ``app.state.event_queue``
+  (:class:`EventQueue`: the indexing worker over the ``pending_event`` table).
 - the routers of ``ecr_oci.server.routes``: ``notifications`` (``POST /events``), ``api``
-  (``/api/v1``) and ``referrers`` (``/v2/<name>/referrers/<digest>``);
+  (``/api/v1``), ``referrers`` (``/v2/<name>/referrers/<digest>``) and ``admission``
+  (``POST /admission/validate``; ``app.state.admission``, with a registry client of its own);
 - the JSON error handlers of ``routes.errors``;
-- a lifespan that applies the migrations (``migrate_on_start``) and runs reconcile once at start
+- a lifespan that applies the migrations (``migrate_on_start``), starts the indexing worker
+  (which first drains what an earlier run left queued; stopped, after its batch, at shutdown), and
+  runs reconcile once at start
   (``reconcile_on_start``) and then every ``reconcile_interval`` seconds (0: never), in a worker
   thread so that requests are served meanwhile.
 """
@@ -34,14 +38,20 @@ from fastapi import FastAPI
 from ecr_oci.oci.registry import RegistryClient
 from ecr_oci.server.db.engine import make_engine, session_factory
 from ecr_oci.server.db.migrate import upgrade
-from ecr_oci.server.routes import api, notifications, referrers
+from ecr_oci.server.routes import admin, admission, api, notifications, referrers, token
 from ecr_oci.server.routes.errors import install_error_handlers
+from ecr_oci.server.services.access import RuleCache
 from ecr_oci.server.services.activity import SERVICE_USER_AGENT
+from ecr_oci.server.services.admission import AdmissionController, AdmissionPolicy
+from ecr_oci.server.services.audit import AuditLog
+from ecr_oci.server.services.credentials import Authenticator
 from ecr_oci.server.services.index import BlobCache
+from ecr_oci.server.services.queue import EventQueue
 from ecr_oci.server.services.reconcile import Reconciler
-from ecr_oci.server.settings import Settings
+from ecr_oci.server.services.tokens import ServiceRegistryAuth, TokenIssuer
+from ecr_oci.server.settings import Settings, SettingsError
 
-__all__ = ["create_app", "service_client"]
+__all__ = ["create_app", "service_client", "token_issuer"]
 
 log = logging.getLogger("ecr_oci.server")
 
@@ -59,6 +69,8 @@ def create_app(settings: Settings, *, registry_client: RegistryClientFactory | N
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if settings.migrate_on_start:
             await asyncio.to_thread(upgrade, engine)
+        app.state.event_queue.start()
+        app.state.audit.start()
         app.state.reconciler.resume()
         task = asyncio.create_task(_periodic_reconcile(app.state.reconciler, settings))
         try:
@@ -68,7 +80,10 @@ def create_app(settings: Settings, *, registry_client: RegistryClientFactory | N
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+            await asyncio.to_thread(app.state.event_queue.stop)
+            await asyncio.to_thread(app.state.audit.stop)
             shared.close()
+            admission_client.close()
             engine.dispose()
 
     app = FastAPI(
@@ -85,8 +100,23 @@ def create_app(settings: Settings, *, registry_client: RegistryClientFactory | N
     app.state.notification_client = shared
     app.state.blob_cache = BlobCache()
     app.state.reconciler = Reconciler(app.state.write_sessions, client_factory)
+    app.state.rules = RuleCache(recheck=settings.rules_recheck)
+    app.state.authenticator = Authenticator(audience=settings.token_service)
+    app.state.audit = AuditLog(app.state.write_sessions)
+    app.state.token_issuer = token_issuer(settings) if settings.access_control else None
+    # the webhook keeps one registry client of its own (connections reused across reviews)
+    admission_client = SharedClient(client_factory)
+    app.state.admission = AdmissionController(_admission_policy(settings), client=admission_client.get)
+    app.state.event_queue = EventQueue(
+        app.state.write_sessions,
+        shared.get,
+        cache=app.state.blob_cache,
+        batch=settings.index_batch,
+        linger=settings.index_linger,
+        workers=settings.index_workers,
+    )
     install_error_handlers(app)
-    for module in (notifications, api, referrers):
+    for module in (notifications, api, referrers, admission, token, admin):
         app.include_router(module.router)
     return app
 
@@ -115,16 +145,47 @@ class SharedClient:
             client.close()
 
 
+def _admission_policy(settings: Settings) -> AdmissionPolicy:
+    """The webhook's policy; an unreadable or non-cosign key file stops the service from starting."""
+    try:
+        return AdmissionPolicy.from_files(
+            registry=settings.registry,
+            trusted_key_files=settings.admission_trusted_keys,
+            deployments=settings.admission_deployments,
+            exempt_images=settings.admission_exempt_images,
+            cache_ttl=settings.admission_cache_ttl,
+        )
+    except OSError as err:
+        raise SettingsError(f"admission_trusted_keys: cannot read {err.filename}: {err.strerror}") from None
+
+
 def service_client(settings: Settings) -> RegistryClient:
     """A registry client for the service: short timeouts and few retries (a notification handler
     must answer the registry quickly), and its own User-Agent, so that the registry's pull events
     for the service's own reads are not counted as anyone's pulls (``services.activity``)."""
+    auth = ServiceRegistryAuth(token_issuer(settings)) if settings.access_control else None
     client = RegistryClient(
-        settings.registry, insecure=settings.registry_insecure, timeout=10.0, retries=1, backoff=0.2
+        settings.registry,
+        insecure=settings.registry_insecure,
+        auth=auth,
+        timeout=10.0,
+        retries=1,
+        backoff=0.2,
     )
     # RegistryClient has no User-Agent argument; its httpx client's default headers are the place
     client._http.headers["User-Agent"] = SERVICE_USER_AGENT
     return client
+
+
+def token_issuer(settings: Settings) -> TokenIssuer:
+    """The registry-token signer of ``settings`` (its key and certificate are made when missing)."""
+    return TokenIssuer(
+        settings.token_key_file,
+        settings.token_cert_file,
+        issuer=settings.token_issuer,
+        service=settings.token_service,
+        ttl=settings.token_ttl,
+    )
 
 
 async def _periodic_reconcile(reconciler: Reconciler, settings: Settings) -> None:

@@ -24,7 +24,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
     InitSettingsSource,
@@ -33,6 +33,7 @@ from pydantic_settings import (
 )
 
 from ecr_oci.errors import Error
+from ecr_oci.mediatypes import check_deployment_name
 
 __all__ = ["Settings", "SettingsError"]
 
@@ -62,10 +63,52 @@ class Settings(BaseSettings):
     reconcile_interval: float = Field(default=300.0, ge=0)
     #: Reconcile once when the service starts (recovers events lost while it was down).
     reconcile_on_start: bool = True
+    #: Registry reads in parallel when the indexing worker plans a batch of queued events.
+    index_workers: int = Field(default=8, ge=1, le=64)
+    #: Most queued events the indexing worker takes per batch (one write transaction).
+    index_batch: int = Field(default=100, ge=1, le=10_000)
+    #: Seconds the idle indexing worker waits after a wake-up, so that a burst becomes one batch.
+    index_linger: float = Field(default=0.05, ge=0, le=10)
     #: Apply the Alembic migrations when the app starts.
     migrate_on_start: bool = True
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
+    #: Access control (docs/access.md): API callers authenticate, each sees only what it may
+    #: pull, and ``/token`` is the registry's token server. Off: one trusted user, everything
+    #: visible, no ``/token`` (a dev index of an open registry).
+    access_control: bool = True
+    #: The registry's ``auth.token.issuer`` and ``auth.token.service`` (the JWT's iss and aud).
+    token_issuer: str = "ecr-oci"  # noqa: S105 - a name, not a secret
+    token_service: str = "ecr-registry"  # noqa: S105 - a name, not a secret
+    #: The token signing key (EC P-256, PEM) and its self-signed certificate (the registry's
+    #: ``rootcertbundle``); both are made on first start when missing.
+    token_key_file: Path = Path(".run/token/key.pem")
+    token_cert_file: Path = Path(".run/token/cert.pem")
+    #: Seconds between reads of the rules version: a rule changed through another replica (or
+    #: straight in the database) applies within this long; through this one, at once. 0: every
+    #: request reads it (tests that seed rules in the database directly).
+    rules_recheck: float = Field(default=0.5, ge=0, le=60)
+    #: Lifetime of a registry token in seconds.
+    token_ttl: int = Field(default=300, ge=30, le=3600)
+    #: Admission webhook (``POST /admission/validate``): cosign public key files (PEM); an image
+    #: must be signed by one of them. None configured: every image is denied.
+    admission_trusted_keys: list[Path] = Field(default_factory=list)
+    #: Kubernetes namespace → deployment whose approval its pods' images need
+    #: (``{"prod-ns" = "waggle-prod"}``); other namespaces need a signature only.
+    admission_deployments: dict[str, str] = Field(default_factory=dict)
+    #: Image prefixes admitted unchecked, on normalized names (``docker.io/library/busybox``,
+    #: ``registry.k8s.io/``); every other image must come from ``registry``.
+    admission_exempt_images: list[str] = Field(default_factory=list)
+    #: Seconds a verdict per (digest, deployment, keys) is reused (never past an approval's
+    #: expiry); 0 disables the cache. Tags are resolved on every review.
+    admission_cache_ttl: float = Field(default=30.0, ge=0, le=3600)
+
+    @field_validator("admission_deployments")
+    @classmethod
+    def _deployment_names(cls, value: dict[str, str]) -> dict[str, str]:
+        for deployment in value.values():
+            check_deployment_name(deployment)
+        return value
 
     @classmethod
     def load(cls, config_path: Path | None = None, **overrides: Any) -> Settings:

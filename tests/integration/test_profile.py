@@ -58,8 +58,9 @@ def _assert_burner(profile: Profile) -> None:
     own = metrics["self_cpu_s"].p50
     assert own is not None and measures.cpu_s is not None
     assert measures.cpu_s == pytest.approx(own, rel=0.05, abs=0.02)
-    if own >= 0.9 * BURN_S:  # a quiet machine: the spin loop had the core to itself
-        assert measures.cpu_s == pytest.approx(BURN_S, rel=0.10)
+    if own >= 0.95 * BURN_S:  # a quiet machine: the spin loop had the core to itself
+        # podman's figure is sampled at 10 Hz and may miss the last 0.1 s
+        assert measures.cpu_s == pytest.approx(BURN_S, rel=0.10, abs=0.1)
     frames = metrics["inference_ms"]
     # a frame ends when the spin loop sees the clock pass its end: a busy machine that deschedules
     # the loop makes a frame longer (never shorter), so the upper bounds allow 25 %

@@ -30,6 +30,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -46,7 +47,12 @@ __all__ = [
     "Event",
     "Layer",
     "ManifestRow",
+    "PendingEvent",
     "Platform",
+    "ProfileFigures",
+    "ProfileMetric",
+    "ProfileRun",
+    "ProfileSummary",
     "Repository",
     "Signature",
     "Tag",
@@ -301,3 +307,103 @@ class Event(Base):
     source_addr: Mapped[str | None] = mapped_column(String(255))
     user_agent: Mapped[str | None] = mapped_column(String(512))
     timestamp: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class PendingEvent(Base):
+    """A manifest push or delete accepted by ``POST /events`` and not yet indexed (the durable
+    queue, docs/service.md "Events → index"). ``payload`` is the event as JSON; the indexing
+    worker deletes the row in the transaction that applies it, so a crash leaves it to the next
+    start. A cache like the rest: reconcile converges without it."""
+
+    __tablename__ = "pending_event"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    event_id: Mapped[str] = mapped_column(String(128))
+    payload: Mapped[str] = mapped_column(Text)
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+# -- performance profiles (issue 6, docs/service.md "Performance profiles") ----------------------------
+
+
+class ProfileFigures:
+    """The measured figures a run has and a summary aggregates (absent = not measured)."""
+
+    wall_s: Mapped[float | None] = mapped_column(Float)
+    cpu_s: Mapped[float | None] = mapped_column(Float)
+    peak_rss_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    gpu_util_percent_peak: Mapped[float | None] = mapped_column(Float)
+    gpu_memory_peak_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    exit_status: Mapped[int | None] = mapped_column(Integer)
+    metrics: Mapped[dict[str, Any]] = mapped_column(JsonType, default=dict)
+
+
+class ProfileRun(ProfileFigures, Base):
+    """One measured profile: a ``profile`` manifest (a referrer of a platform manifest) and the
+    figures of its profile layer. Goes with its manifest (cascade).
+
+    No version id: versions are rebuilt when their tag, image or bundle changes, while a profile is
+    about a platform manifest; the versions it belongs to are those with a :class:`Platform` whose
+    ``digest`` is ``subject_digest`` (a single-image version's one platform has the image's digest).
+    ``metrics``: ``{name: {"p50", "p95", "p99", "count"}}`` as the plugin reported them.
+    """
+
+    __tablename__ = "profile_run"
+    __table_args__ = (Index("ix_profile_run_subject", "repository_id", "subject_digest", "device"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    manifest_id: Mapped[int] = mapped_column(ForeignKey("manifest.id", ondelete="CASCADE"), unique=True)
+    repository_id: Mapped[int] = mapped_column(ForeignKey("repository.id", ondelete="CASCADE"))
+    subject_digest: Mapped[str] = mapped_column(String(DIGEST_LEN))
+    manifest_digest: Mapped[str] = mapped_column(String(DIGEST_LEN))
+    device: Mapped[str] = mapped_column(String(255))
+    arch: Mapped[str | None] = mapped_column(String(64))
+    created: Mapped[str | None] = mapped_column(String(40))
+
+
+class ProfileSummary(ProfileFigures, Base):
+    """The runs of one device on one platform manifest, aggregated: what search filters and sorts.
+
+    Figures are the median across runs (``services.profiles.aggregate``); ``exit_status`` and
+    ``latest`` (the figures of the newest run) come from the newest run. Derived from
+    :class:`ProfileRun` rows alone and rewritten whenever they change.
+    """
+
+    __tablename__ = "profile_summary"
+    __table_args__ = (
+        UniqueConstraint(
+            "repository_id", "subject_digest", "device", name="uq_profile_summary_subject_device"
+        ),
+        # the device filter's walk from a device to its subjects
+        Index("ix_profile_summary_device", "device", "repository_id", "subject_digest"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    repository_id: Mapped[int] = mapped_column(ForeignKey("repository.id", ondelete="CASCADE"))
+    subject_digest: Mapped[str] = mapped_column(String(DIGEST_LEN))
+    device: Mapped[str] = mapped_column(String(255))
+    arch: Mapped[str | None] = mapped_column(String(64))
+    runs: Mapped[int] = mapped_column(Integer)
+    latest_created: Mapped[str | None] = mapped_column(String(40))
+    latest: Mapped[dict[str, Any]] = mapped_column(JsonType, default=dict)
+
+
+class ProfileMetric(Base):
+    """One plugin metric of a :class:`ProfileSummary` (medians across runs), as columns so that
+    ``max_metric`` and ``sort=metric:…`` are plain indexed comparisons on both databases."""
+
+    __tablename__ = "profile_metric"
+    __table_args__ = (Index("ix_profile_metric_name", "metric", "summary_id"),)
+
+    summary_id: Mapped[int] = mapped_column(
+        ForeignKey("profile_summary.id", ondelete="CASCADE"), primary_key=True
+    )
+    metric: Mapped[str] = mapped_column(String(128), primary_key=True)
+    p50: Mapped[float | None] = mapped_column(Float)
+    p95: Mapped[float | None] = mapped_column(Float)
+    p99: Mapped[float | None] = mapped_column(Float)
+    count: Mapped[int | None] = mapped_column(Integer)
+
+
+#: profiles → versions: the platform rows of a profile's subject (migration 0005)
+Index("ix_platform_digest", Platform.digest, Platform.version_id)

@@ -214,9 +214,13 @@ Caller = Annotated[Identity, Depends(_caller)]
 
 @contextmanager
 def _write(request: Request) -> Iterator[Session]:
-    """One write transaction: committed when the block ends, rolled back when it raises."""
-    with request.app.state.write_sessions.begin() as session:
-        yield session
+    """One write transaction: committed when the block ends, rolled back when it raises; then the
+    rules cache of this process is dropped, so the change applies to the very next request."""
+    try:
+        with request.app.state.write_sessions.begin() as session:
+            yield session
+    finally:
+        request.app.state.rules.invalidate()
 
 
 def _principal_out(session: Session, principal: Principal) -> PrincipalOut:

@@ -104,6 +104,17 @@ def _issue(
     return JSONResponse(body)
 
 
+def _answerable_inline(request: Request, credentials: tuple[str, str] | None) -> bool:
+    """Whether answering needs no database read and no password hash: the rules are fresh in memory
+    and the caller is anonymous or logged in a moment ago. Such requests are answered on the event
+    loop (a thread hand-off costs more than the answer); the others go to the thread pool, where
+    a read or an argon2 check cannot hold up other requests."""
+    state = request.app.state
+    if state.rules.fresh() is None:
+        return False
+    return credentials is None or state.authenticator.cached(*credentials) is not None
+
+
 _RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"model": TokenResponse},
     400: {"model": ErrorBody},
@@ -127,9 +138,10 @@ async def token_get(request: Request) -> Any:
     if request.headers.get("authorization") and credentials is None:
         return error_response(401, "UNAUTHORIZED", "only basic credentials are accepted here")
     params = request.query_params
-    return await run_in_threadpool(
-        _issue, request, credentials, params.getlist("scope"), params.get("service", "")
-    )
+    arguments = (request, credentials, params.getlist("scope"), params.get("service", ""))
+    if _answerable_inline(request, credentials):
+        return _issue(*arguments)
+    return await run_in_threadpool(_issue, *arguments)
 
 
 @router.post("/token", responses=_RESPONSES, summary="Registry token (containerd's OAuth2 password form)")

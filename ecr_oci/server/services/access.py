@@ -25,14 +25,15 @@ admins get it; everyone else lists bundles through the search API, which applies
 :meth:`RuleSet.visibility`.
 
 Why a snapshot in memory (:class:`RuleCache`): the token endpoint must answer thousands of requests
-per second; the rules are a few thousand rows that change rarely. Each request reads the one-row
-``rules_version`` and reloads only when an admin change bumped it, so every replica sees a change on
-its next request.
+per second; the rules are a few thousand rows that change rarely. The one-row ``rules_version`` is
+read at most twice a second and the rules reloaded only when an admin change bumped it: a change
+applies at once in the replica that made it, and within half a second in the others.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -260,19 +261,42 @@ def bump_rules_version(session: Session) -> None:
 
 
 class RuleCache:
-    """The current :class:`RuleSet`, reloaded when ``rules_version`` moved (thread-safe)."""
+    """The current :class:`RuleSet`, reloaded when ``rules_version`` moved (thread-safe).
 
-    def __init__(self) -> None:
+    The version is read at most every ``recheck`` seconds: a change made through this process
+    (the admin API calls :meth:`invalidate`) applies to the next request, a change made through
+    another replica within ``recheck`` seconds. Between checks a request needs no database at all.
+    """
+
+    def __init__(self, recheck: float = 0.5) -> None:
+        self.recheck = recheck
         self._lock = threading.Lock()
         self._version: int | None = None
+        self._checked = float("-inf")
         self._rules = RuleSet()
 
+    def invalidate(self) -> None:
+        with self._lock:
+            self._version, self._checked = None, float("-inf")
+
+    def fresh(self) -> RuleSet | None:
+        """The cached rules when they were checked less than ``recheck`` seconds ago."""
+        with self._lock:
+            if self._version is not None and time.monotonic() - self._checked < self.recheck:
+                return self._rules
+        return None
+
     def get(self, session: Session) -> RuleSet:
+        cached = self.fresh()
+        if cached is not None:
+            return cached
         version = session.scalar(select(RulesVersion.version).where(RulesVersion.id == 1))
+        checked = time.monotonic()
         with self._lock:
             if version is not None and version == self._version:
+                self._checked = checked
                 return self._rules
         rules = load_rules(session)
         with self._lock:
-            self._rules, self._version = rules, version
+            self._rules, self._version, self._checked = rules, version, checked
         return rules

@@ -136,8 +136,18 @@ class Authenticator:
         self._identities: dict[bytes, tuple[Identity, float]] = {}
         self._lock = threading.Lock()
 
+    def _identity_key(self, username: str, secret: str) -> bytes:
+        return hmac.new(self._key, f"identity\0{username}\0{secret}".encode(), "sha256").digest()
+
+    def cached(self, username: str, secret: str) -> Identity | None:
+        """The identity of a login that succeeded within ``identity_ttl`` seconds, else None (no
+        database, no hashing: the token endpoint answers these without leaving the event loop)."""
+        with self._lock:
+            found = self._identities.get(self._identity_key(username, secret))
+        return found[0] if found is not None and found[1] > time.monotonic() else None
+
     def authenticate(self, session: Session, username: str, secret: str) -> Identity | None:
-        key = hmac.new(self._key, f"identity\0{username}\0{secret}".encode(), "sha256").digest()
+        key = self._identity_key(username, secret)
         now_s = time.monotonic()
         with self._lock:
             cached = self._identities.get(key)
