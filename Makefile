@@ -24,6 +24,9 @@ DEMO_DIR := examples/hello-sensor
 DEMO_IMAGE ?= $(REGISTRY)/waggle/hello-sensor:0.1.0
 # Docker credentials of the demo CI robot (written by `ecr-oci dev access`, mode 0600).
 DEMO_AUTH := $(STATE_DIR)/demo-auth.json
+# The profiled demo: a plugin that burns CPU and reports inference_ms (docs/profiles.md).
+PROFILE_DIR := examples/cpu-burner
+PROFILE_IMAGE ?= $(REGISTRY)/waggle/cpu-burner:0.1.0
 
 # Debian packages the dev environment and the integration tests run (podman's recommends bring
 # conmon, netavark, slirp4netns …; runc because crun fails without CAP_SYS_RESOURCE; python3-venv
@@ -110,7 +113,7 @@ $(TOOLS_BIN)/.cosign-$(COSIGN_VERSION):
 	GOBIN=$(TOOLS_BIN) $(GO) install github.com/sigstore/cosign/v2/cmd/cosign@$(COSIGN_VERSION)
 	touch $@
 
-run: install ## Start a registry with token auth + the ECR service, push examples/hello-sensor as a CI robot, run it with podman
+run: install ## Start a registry with token auth + the ECR service, push examples/hello-sensor as a CI robot, run it with podman, profile examples/cpu-burner
 	$(ECR) dev service start --port $(SERVICE_PORT) --registry $(REGISTRY) --state-dir $(STATE_DIR)
 	$(ECR) dev registry start --port $(PORT) --notify-service --token-auth --state-dir $(STATE_DIR)
 	$(ECR) dev access --registry $(REGISTRY) --state-dir $(STATE_DIR)
@@ -121,12 +124,23 @@ run: install ## Start a registry with token auth + the ECR service, push example
 	$(ECR) dev podman --state-dir $(STATE_DIR) -- pull --quiet $(DEMO_IMAGE)
 	$(ECR) dev podman --state-dir $(STATE_DIR) -- run --rm $(DEMO_IMAGE)
 	@echo
+	@echo "--- profile $(PROFILE_IMAGE) (once) and attach the profile as a referrer ---"
+	$(ECR) push $(PROFILE_DIR) --registry $(REGISTRY) --insecure --authfile $(DEMO_AUTH)
+	@if $(ECR) profile list $(PROFILE_IMAGE) --insecure --json | grep -q '"digest"'; then \
+		echo "already profiled (a profile is attached)"; \
+	else \
+		$(ECR) profile run $(PROFILE_IMAGE) --runtime process --input burn_seconds=3 \
+			--device-name demo-host --insecure --authfile $(DEMO_AUTH) --attach; \
+	fi
+	$(ECR) profile list $(PROFILE_IMAGE) --insecure
+	@echo
 	@echo "The registry keeps running on $(REGISTRY) (state and log in $(STATE_DIR)/); its token server"
 	@echo "is the ECR service on $(SERVICE_URL) (API docs: $(SERVICE_URL)/docs; it indexed the push)."
 	@echo "First admin: admin; its password is in $(STATE_DIR)/admin.password (mode 0600)."
 	@echo "The demo CI robot's token (push to base, waggle) is in $(DEMO_AUTH)."
 	@echo "Try:  $(ECR) login $(REGISTRY) -u admin --password-stdin --insecure < $(STATE_DIR)/admin.password"
 	@echo "      $(ECR) inspect $(DEMO_IMAGE) --insecure"
+	@echo "      $(ECR) search --device demo-host --max-metric 'inference_ms:p95<500' --sort metric:inference_ms:p95"
 	@echo "Stop everything with: make stop"
 
 stop: ## Stop what `make run` started (registry and service, by their recorded PIDs; podman containers)
