@@ -30,96 +30,38 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 import click
-import httpx
 
 from ecr_oci.cli.main import cli
-from ecr_oci.cli.options import RegistryOptions, echo_json
-from ecr_oci.cli.search import DEFAULT_SERVICE_URL, _error_of, _table
-from ecr_oci.errors import Error
-from ecr_oci.oci.redact import redact_url
+from ecr_oci.cli.options import echo_json
+from ecr_oci.cli.search import _table
+from ecr_oci.cli.service_api import ServiceApi, ServiceApiError, service_credentials, service_option
 
-__all__ = ["AdminServiceError", "admin"]
+__all__ = ["admin"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 _TIMEOUT = 30.0
 _DURATION = re.compile(r"^(\d{1,5})([hdw])$")
 
 
-class AdminServiceError(Error):
-    """The admin API could not be reached or refused the request (its error code in ``code``)."""
-
-    def __init__(self, message: str, *, code: str | None = None, exit_code: int = 1) -> None:
-        super().__init__(message)
-        self.code = code
-        self.exit_code = exit_code
-
-
 @dataclass(frozen=True)
 class Conn:
-    """Where the service is, how to authenticate, and how to print."""
+    """The service (with the caller's credentials) and how to print."""
 
-    service_url: str
-    auth: tuple[str, str] | None
+    api: ServiceApi
     as_json: bool
 
     def call(self, method: str, path: str, *, json: Any = None, params: dict[str, Any] | None = None) -> Any:
         """One request to the admin API; its JSON answer (None for 204); errors as one line."""
-        url = self.service_url.rstrip("/") + path
-        try:
-            with httpx.Client(timeout=_TIMEOUT, auth=self.auth) as client:
-                response = client.request(
-                    method,
-                    url,
-                    json=json,
-                    params={k: v for k, v in (params or {}).items() if v is not None},
-                )
-        except httpx.HTTPError as err:
-            raise AdminServiceError(
-                f"cannot reach the ECR service at {redact_url(self.service_url)} ({type(err).__name__}); "
-                "point --service / $ECR_SERVICE_URL at it"
-            ) from None
-        if response.status_code >= 400:
-            raise _refused(response, self.service_url, anonymous=self.auth is None)
-        if response.status_code == 204 or not response.content:
-            return None
-        try:
-            return response.json()
-        except ValueError:
-            raise AdminServiceError(
-                f"{redact_url(url)} did not answer with JSON: is it an ECR service?"
-            ) from None
-
-
-def _refused(response: httpx.Response, service_url: str, *, anonymous: bool) -> AdminServiceError:
-    code, message = _error_of(response)
-    status = response.status_code
-    if status == 401:
-        host = urlsplit(service_url).netloc or service_url
-        why = "no credentials" if anonymous else "wrong credentials"
-        return AdminServiceError(
-            f"{why} for {host}: log in with `ecr-oci login {host}` (or --username and --password-stdin)",
-            code=code,
-        )
-    if status == 403:
-        text = message if message.startswith("not allowed") else f"not allowed: {message}"
-        return AdminServiceError(text, code=code)
-    exit_code = {400: 2, 409: 3}.get(status, 1)
-    return AdminServiceError(f"{message} [{code}]", code=code, exit_code=exit_code)
-
-
-def _credentials(service_url: str, authfile: Path | None) -> tuple[str, str] | None:
-    host = urlsplit(service_url).netloc
-    found = RegistryOptions(insecure=False, authfile=authfile).credentials().get(host)
-    return (found.username, found.password) if found is not None else None
+        return self.api.call(method, path, json=json, params=params)
 
 
 def _read_secret_stdin() -> str:
     value = sys.stdin.readline().rstrip("\r\n")
     if not value:
-        raise AdminServiceError("--password-stdin: nothing on standard input", exit_code=2)
+        raise ServiceApiError("--password-stdin: nothing on standard input", exit_code=2)
     return value
 
 
@@ -136,25 +78,18 @@ def connection(command: F) -> F:
         **kwargs: Any,
     ) -> Any:
         if password_stdin and not username:
-            raise AdminServiceError("--password-stdin needs --username", exit_code=2)
+            raise ServiceApiError("--password-stdin needs --username", exit_code=2)
         if username and not password_stdin:
-            raise AdminServiceError("--username needs --password-stdin", exit_code=2)
-        auth = (username, _read_secret_stdin()) if username else _credentials(service_url, authfile)
-        return command(conn=Conn(service_url, auth, as_json), **kwargs)
+            raise ServiceApiError("--username needs --password-stdin", exit_code=2)
+        auth = (username, _read_secret_stdin()) if username else service_credentials(service_url, authfile)
+        return command(conn=Conn(ServiceApi(service_url, auth), as_json), **kwargs)
 
     wrapper.__name__ = command.__name__
     wrapper.__doc__ = command.__doc__
     decorated: Any = wrapper
     for option in reversed(
         [
-            click.option(
-                "--service",
-                "service_url",
-                envvar="ECR_SERVICE_URL",
-                default=DEFAULT_SERVICE_URL,
-                show_default=True,
-                help="The ECR service's base URL (or $ECR_SERVICE_URL).",
-            ),
+            service_option,
             click.option("-u", "--username", help="Log in as this principal (with --password-stdin)."),
             click.option("--password-stdin", is_flag=True, help="Read the password or API token from stdin."),
             click.option(
@@ -176,10 +111,10 @@ def _new_password(password_file: Path | None) -> tuple[str, bool]:
     try:
         text = sys.stdin.readline() if str(password_file) == "-" else password_file.read_text()
     except OSError as err:
-        raise AdminServiceError(f"{password_file}: cannot read ({err.strerror})", exit_code=2) from None
+        raise ServiceApiError(f"{password_file}: cannot read ({err.strerror})", exit_code=2) from None
     password = text.splitlines()[0] if text else ""
     if not password:
-        raise AdminServiceError(f"{password_file}: no password in it", exit_code=2)
+        raise ServiceApiError(f"{password_file}: no password in it", exit_code=2)
     return password, False
 
 
@@ -195,7 +130,7 @@ def _expiry(value: str | None) -> str | None:
     try:
         when = datetime.fromisoformat(value)
     except ValueError:
-        raise AdminServiceError(
+        raise ServiceApiError(
             f"--expires {value!r}: give a duration (90d, 12h, 2w) or an ISO date (2027-01-31)", exit_code=2
         ) from None
     return (when if when.tzinfo else when.replace(tzinfo=UTC)).isoformat()
@@ -279,7 +214,7 @@ def bootstrap(config_path: Path | None, name: str, password_stdin: bool, as_json
         with session_factory(engine, write=True).begin() as session:
             bootstrap_admin(session, name, password)
     except ConflictError as err:
-        raise AdminServiceError(str(err), code=err.code, exit_code=3) from None
+        raise ServiceApiError(str(err), code=err.code, exit_code=3) from None
     finally:
         engine.dispose()
     if as_json:
@@ -604,7 +539,7 @@ def visibility(conn: Conn, target: str, visibility: str) -> None:
 
 def _subject(principal: str | None, team_name: str | None) -> None:
     if (principal is None) == (team_name is None):
-        raise AdminServiceError("give exactly one of --principal or --team", exit_code=2)
+        raise ServiceApiError("give exactly one of --principal or --team", exit_code=2)
 
 
 @admin.command("grant")

@@ -5,85 +5,42 @@
     $ ecr-oci search detector --device xavier-nx --max-rss 2GiB --max-metric 'inference_ms:p95<200' \
           --sort metric:inference_ms:p95
 
-The service URL comes from ``--service`` or ``$ECR_SERVICE_URL`` (read here, at the CLI's edge,
-STYLE.md §8), default ``http://127.0.0.1:8000`` (``ecr-oci serve``'s default port). Answers are
+The service URL comes from ``--service`` or ``$ECR_SERVICE_URL``, default ``http://127.0.0.1:8000``
+(``ecr-oci serve``'s default port); the caller's credentials from the auth files, as ``ecr-oci login
+SERVICE_HOST`` stores them (``cli.service_api``): private bundles the caller may pull are found too,
+others never. Answers are
 parsed with the API's own response models (:mod:`ecr_oci.server.schemas`, pydantic only), so a
 service that answers something else is an error here, not a confusing table.
 """
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import click
-import httpx
-from pydantic import BaseModel, ValidationError
 
 from ecr_oci.cli.main import cli
 from ecr_oci.cli.options import echo_json, human_size
-from ecr_oci.errors import Error
-from ecr_oci.oci.redact import redact_url
+from ecr_oci.cli.service_api import ServiceApi, ServiceApiError, service_credentials, service_option
 from ecr_oci.server.schemas import BundleDetail, DeviceProfile, SearchPage, VersionDetail, VersionSummary
 
-__all__ = ["SearchServiceError", "search", "show"]
-
-DEFAULT_SERVICE_URL = "http://127.0.0.1:8000"
-_TIMEOUT = 30.0
-_M = TypeVar("_M", bound=BaseModel)
+__all__ = ["search", "show"]
 
 
-class SearchServiceError(Error):
-    """The ECR service could not be reached or refused the request (its error code in ``code``)."""
-
-    def __init__(self, message: str, *, code: str | None = None, exit_code: int = 1) -> None:
-        super().__init__(message)
-        self.code = code
-        self.exit_code = exit_code
+def _api(service_url: str, authfile: Path | None) -> ServiceApi:
+    """The service with the caller's stored credentials (none: public bundles only)."""
+    return ServiceApi(service_url, service_credentials(service_url, authfile))
 
 
-def _service_option(f: Any) -> Any:
+def _authfile_option(f: Any) -> Any:
     return click.option(
-        "--service",
-        "service_url",
-        envvar="ECR_SERVICE_URL",
-        default=DEFAULT_SERVICE_URL,
-        show_default=True,
-        help="The ECR service's base URL (or $ECR_SERVICE_URL).",
+        "--authfile",
+        type=click.Path(dir_okay=False, path_type=Path),
+        help="Credentials file (docker config.json format; `ecr-oci login SERVICE` writes it). "
+        "Default: podman's, then docker's. Without credentials only public bundles are found.",
     )(f)
-
-
-def _get(service_url: str, path: str, params: dict[str, Any], model: type[_M]) -> _M:
-    """GET ``path`` and parse it as ``model``; every failure becomes one :class:`SearchServiceError`."""
-    url = service_url.rstrip("/") + path
-    try:
-        with httpx.Client(timeout=_TIMEOUT) as client:
-            response = client.get(url, params={k: v for k, v in params.items() if v is not None})
-    except httpx.HTTPError as err:
-        raise SearchServiceError(
-            f"cannot reach the ECR service at {redact_url(service_url)} ({type(err).__name__}); start it "
-            "with `ecr-oci serve` or point --service / $ECR_SERVICE_URL at it"
-        ) from None
-    if response.status_code >= 400:
-        code, message = _error_of(response)
-        raise SearchServiceError(
-            f"{message} [{code}]", code=code, exit_code=2 if response.status_code == 400 else 1
-        )
-    try:
-        return model.model_validate_json(response.content)
-    except ValidationError:
-        raise SearchServiceError(
-            f"{redact_url(url)} did not answer with the search API's JSON: is it an ECR service?"
-        ) from None
-
-
-def _error_of(response: httpx.Response) -> tuple[str, str]:
-    """The service's ``{"error": {"code", "message"}}``, or the HTTP status when it is not that."""
-    try:
-        error = response.json()["error"]
-        return str(error["code"]), str(error["message"])
-    except (ValueError, KeyError, TypeError):
-        return f"HTTP {response.status_code}", f"the ECR service answered HTTP {response.status_code}"
 
 
 def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
@@ -124,7 +81,8 @@ def _short(text: str | None, width: int) -> str:
 )
 @click.option("--limit", type=click.IntRange(1, 100), default=20, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the API's JSON page.")
-@_service_option
+@service_option
+@_authfile_option
 def search(
     text: str,
     platform: str | None,
@@ -140,6 +98,7 @@ def search(
     limit: int,
     as_json: bool,
     service_url: str,
+    authfile: Path | None,
 ) -> None:
     """Search bundle versions for TEXT (every word must occur in name, description, keywords or
     authors) and filters.
@@ -149,8 +108,7 @@ def search(
       ecr-oci search sensor --platform linux/arm64 --requirement pytorch
       ecr-oci search --device xavier-nx --max-metric 'inference_ms:p95<200' --sort metric:inference_ms:p95
     """
-    page = _get(
-        service_url,
+    page = _api(service_url, authfile).get(
         "/api/v1/search",
         {
             "q": text or None,
@@ -194,7 +152,7 @@ def _split(ref: str) -> tuple[str, str, str | None]:
     path, _, version = ref.partition(":")
     namespace, _, name = path.partition("/")
     if not namespace or not name or "/" in name or (version == "" and ref.endswith(":")):
-        raise SearchServiceError(
+        raise ServiceApiError(
             f"{ref!r} is not NS/NAME[:VERSION], e.g. waggle/hello-sensor:0.1.0", exit_code=2
         )
     return namespace, name, version or None
@@ -203,8 +161,9 @@ def _split(ref: str) -> tuple[str, str, str | None]:
 @cli.command()
 @click.argument("ref", metavar="NS/NAME[:VERSION]")
 @click.option("--json", "as_json", is_flag=True, help="Print the API's JSON.")
-@_service_option
-def show(ref: str, as_json: bool, service_url: str) -> None:
+@service_option
+@_authfile_option
+def show(ref: str, as_json: bool, service_url: str, authfile: Path | None) -> None:
     """Show a bundle (its versions) or one version (platforms, layers, referrers, signatures).
 
     \b
@@ -213,9 +172,10 @@ def show(ref: str, as_json: bool, service_url: str) -> None:
       ecr-oci show waggle/hello-sensor:0.1.0 --json
     """
     namespace, name, version = _split(ref)
+    api = _api(service_url, authfile)
     base = f"/api/v1/bundles/{quote(namespace, safe='')}/{quote(name, safe='')}"
     if version is None:
-        detail = _get(service_url, base, {}, BundleDetail)
+        detail = api.get(base, {}, BundleDetail)
         if as_json:
             echo_json(detail.model_dump(mode="json"))
             return
@@ -240,7 +200,7 @@ def show(ref: str, as_json: bool, service_url: str) -> None:
             click.echo("\nmeasured profiles (median across runs, per device):")
             _profile_table(measured)
         return
-    one = _get(service_url, f"{base}/versions/{quote(version, safe='')}", {}, VersionDetail)
+    one = api.get(f"{base}/versions/{quote(version, safe='')}", {}, VersionDetail)
     if as_json:
         echo_json(one.model_dump(mode="json"))
         return

@@ -369,3 +369,40 @@ def test_audit_shows_logins_tokens_and_pushes(matrix: Matrix) -> None:
     )
     assert denied.status_code == 403
     assert httpx.get(f"{env.service.url}/api/v1/admin/audit", timeout=10).status_code == 401
+
+
+def test_cli_search_finds_a_private_bundle_only_with_credentials(matrix: Matrix, tmp_path: Path) -> None:
+    """``ecr-oci search`` and ``show`` send the credentials stored for the service's host (as
+    ``ecr-oci login SERVICE`` writes them); without them the private bundle does not exist."""
+    import base64
+
+    env, bundle = matrix.env, matrix.bundles["private"]
+    owner = matrix.who["owner"]
+    assert owner is not None
+    host = env.service.url.removeprefix("http://")
+    pair = base64.b64encode(f"{owner.username}:{owner.password}".encode()).decode()
+    logged_in = tmp_path / "auth.json"
+    logged_in.write_text(json.dumps({"auths": {host: {"auth": pair}}}))
+    nobody = tmp_path / "empty.json"
+    nobody.write_text("{}")
+
+    def ecr(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "ecr_oci", *args, "--service", env.service.url],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    found = ecr("search", bundle.marker, "--json", "--authfile", str(logged_in))
+    assert found.returncode == 0, found.stderr
+    assert [i["repository"] for i in json.loads(found.stdout)["items"]] == [bundle.repository]
+    hidden = ecr("search", bundle.marker, "--json", "--authfile", str(nobody))
+    assert hidden.returncode == 0 and json.loads(hidden.stdout)["items"] == []
+    shown = ecr("show", bundle.repository, "--authfile", str(logged_in))
+    assert shown.returncode == 0 and bundle.marker in shown.stdout
+    missing = ecr("show", bundle.repository, "--authfile", str(nobody))
+    assert (
+        missing.returncode == 1 and bundle.name not in missing.stderr and "no such bundle" in missing.stderr
+    )
