@@ -404,11 +404,10 @@ def _assemble_platform_images(
     labels = _image_labels(spec, base_ref, base_raw.digest, created)
     # inputs reach the code as environment variables (INTERVAL for input ``interval``); the image
     # carries their defaults so a plain ``podman run`` works, and a node overrides them with -e
-    defaults = {i.env_name: _env_text(i.default) for i in spec.inputs if i.default is not None}
     settings = RuntimeSettings(
         entrypoint=spec.runtime.entrypoint,
         cmd=spec.runtime.cmd,
-        env={**defaults, **spec.runtime.env},
+        env={**spec.input_defaults_env(), **spec.runtime.env},
         workdir=spec.runtime.workdir,
     )
     images = []
@@ -596,10 +595,6 @@ def _image_annotations(
         "org.opencontainers.image.base.name": str(base_ref),
         "org.opencontainers.image.base.digest": str(base_digest),
     }
-
-
-def _env_text(value: object) -> str:
-    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 def _rfc3339(epoch: int) -> str:

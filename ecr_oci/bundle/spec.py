@@ -384,7 +384,17 @@ class Input(_Model):
     @property
     def env_name(self) -> str:
         """``interval`` → ``INTERVAL``; ``frame-rate`` → ``FRAME_RATE``."""
-        return self.id.upper().replace("-", "_")
+        return input_env_name(self.id)
+
+
+def input_env_name(input_id: str) -> str:
+    """The environment variable an input reaches the code as: ``frame-rate`` → ``FRAME_RATE``."""
+    return input_id.upper().replace("-", "_")
+
+
+def env_text(value: object) -> str:
+    """An input value as environment text (``true``/``false`` for booleans, as YAML wrote them)."""
+    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 class Code(_Model):
@@ -431,6 +441,11 @@ class BundleSpec(_Model):
     model: Model | None = None
     data: Data | None = None
     profile: Profile | None = None
+
+    def input_defaults_env(self) -> dict[str, str]:
+        """The inputs' defaults as the environment the code sees (``INTERVAL=30``): the image
+        carries them, and the profiler's process runtime sets them."""
+        return {i.env_name: env_text(i.default) for i in self.inputs if i.default is not None}
 
     @field_validator("inputs")
     @classmethod

@@ -45,7 +45,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO
 
-from ecr_oci.bundle.spec import BundleSpec
+from ecr_oci.bundle.spec import BundleSpec, input_env_name
 from ecr_oci.bundle.spec_loader import load_spec
 from ecr_oci.errors import BundleSpecError, Error
 from ecr_oci.profile.device import EnergyMeter, GpuSampler, describe_device, software_versions
@@ -78,15 +78,6 @@ class RunRequest:
     metrics_file: str | None = None
     interval: float = DEFAULT_INTERVAL
     grace: float = DEFAULT_GRACE
-
-
-def input_env_name(input_id: str) -> str:
-    """``burn_seconds`` → ``BURN_SECONDS``, ``frame-rate`` → ``FRAME_RATE`` (as ``Input.env_name``)."""
-    return input_id.upper().replace("-", "_")
-
-
-def _env_text(value: object) -> str:
-    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 @dataclass
@@ -170,7 +161,7 @@ def process_command(
     if not workdir.is_dir():
         workdir = mounts[0][1]
     known = {item.id: item for item in spec.inputs}
-    env = {input_env_name(i.id): _env_text(i.default) for i in spec.inputs if i.default is not None}
+    env = spec.input_defaults_env()
     env.update(spec.runtime.env)
     for key, value in (request.inputs or {}).items():
         if key not in known:
