@@ -35,6 +35,7 @@ from collections.abc import AsyncIterator, Callable
 
 from fastapi import FastAPI
 
+from ecr_oci.errors import Error
 from ecr_oci.oci.registry import RegistryClient
 from ecr_oci.server.db.engine import make_engine, session_factory
 from ecr_oci.server.db.migrate import upgrade
@@ -188,20 +189,34 @@ def token_issuer(settings: Settings) -> TokenIssuer:
     )
 
 
+#: Pauses before retrying a reconcile that could not reach the registry (then every interval).
+RECONCILE_RETRY_S = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
+
+
 async def _periodic_reconcile(reconciler: Reconciler, settings: Settings) -> None:
-    """Reconcile at start (optional) and every ``reconcile_interval`` s; failures are logged."""
-    first = settings.reconcile_on_start
-    while True:
-        if first or settings.reconcile_interval > 0:
-            if not first:
-                await asyncio.sleep(settings.reconcile_interval)
-            first = False
-            try:
-                report = await asyncio.to_thread(reconciler.run)
-                log.info("reconcile: %s", report.summary())
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("reconcile failed; the next pass retries")
-        else:
-            return
+    """Reconcile at start (optional) and every ``reconcile_interval`` s. A pass that fails is
+    retried soon (:data:`RECONCILE_RETRY_S`), not only an interval later: at start the registry
+    is often not up yet (``make run`` starts the service first, because the registry needs its
+    token certificate and notification endpoint), and the events of what it already holds will
+    never come."""
+    pending = settings.reconcile_on_start
+    failures = 0
+    while pending or settings.reconcile_interval > 0:
+        if not pending:
+            await asyncio.sleep(settings.reconcile_interval)
+        pending = False
+        try:
+            report = await asyncio.to_thread(reconciler.run)
+            log.info("reconcile: %s", report.summary())
+            failures = 0
+        except asyncio.CancelledError:
+            raise
+        except Exception as err:
+            if isinstance(err, Error):  # the registry is down or refused: one line, no traceback
+                log.warning("reconcile failed: %s", err)
+            else:
+                log.exception("reconcile failed")
+            if failures < len(RECONCILE_RETRY_S):
+                await asyncio.sleep(RECONCILE_RETRY_S[failures])
+                failures += 1
+                pending = True
