@@ -81,12 +81,60 @@ def referrers_from_api(
     return list(raw.as_index(url=str(response.url)).manifests)
 
 
+def referrer_tag_subjects(tags: list[str]) -> set[str]:
+    """The fallback tags (``sha256-<subject hex>``) that have referrer tags among ``tags``."""
+    found = set()
+    for tag in tags:
+        head, dot, suffix = tag.rpartition(".")
+        if dot and head.startswith("sha256-") and len(suffix) == _REFERRER_TAG_HEX:
+            found.add(head)
+    return found
+
+
+def repair_fallback_index(
+    client: RegistryClient, repository: str, subject: Digest, *, tags: list[str] | None = None
+) -> int:
+    """Rewrite the fallback index of ``subject`` so that it lists every referrer tag; returns how
+    many entries it lacked (0: nothing written).
+
+    Why: concurrent attaches race on the fallback index (no compare-and-swap in distribution
+    2.8), and tools that read only the index (``oras discover``, cosign) would miss the lost
+    entries; the per-referrer tags still have them. The ECR service runs this in its reconcile.
+    """
+    indexed = list(_fallback_index(client, repository, subject).manifests)
+    lost = _lost_referrers(client, repository, subject, indexed, tags)
+    if lost:
+        retry_busy(
+            functools.partial(
+                client.put_manifest,
+                repository,
+                fallback_tag(subject),
+                Index(manifests=indexed + lost).to_bytes(),
+                MediaType.OCI_INDEX,
+            )
+        )
+    return len(lost)
+
+
 def _fallback_referrers(client: RegistryClient, repository: str, subject: Digest) -> list[Descriptor]:
     """The fallback index's entries plus every referrer tag the index lost."""
-    found = list(_fallback_index(client, repository, subject).manifests)
-    known = {d.digest.hex[:_REFERRER_TAG_HEX] for d in found}
+    indexed = list(_fallback_index(client, repository, subject).manifests)
+    return indexed + _lost_referrers(client, repository, subject, indexed, None)
+
+
+def _lost_referrers(
+    client: RegistryClient,
+    repository: str,
+    subject: Digest,
+    indexed: list[Descriptor],
+    tags: list[str] | None,
+) -> list[Descriptor]:
+    """The referrers whose own tags exist but which ``indexed`` lacks (``tags``: the repository's
+    tag list when the caller has it)."""
+    found: list[Descriptor] = []
+    known = {d.digest.hex[:_REFERRER_TAG_HEX] for d in indexed}
     prefix = fallback_tag(subject) + "."
-    for tag in client.list_tags(repository):
+    for tag in client.list_tags(repository) if tags is None else tags:
         suffix = tag.removeprefix(prefix)
         if tag == suffix or len(suffix) != _REFERRER_TAG_HEX or suffix in known:
             continue  # not a referrer tag (cosign's ``.sig``/``.att``), or already listed

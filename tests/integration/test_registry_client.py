@@ -20,7 +20,14 @@ from ecr_oci.digest import Digest
 from ecr_oci.errors import DigestMismatchError, NotFound, RegistryError
 from ecr_oci.mediatypes import MediaType
 from ecr_oci.oci.models import EMPTY_CONFIG_DIGEST, Descriptor, Index, Manifest, Platform, RawManifest
-from ecr_oci.oci.referrers import attach, fallback_tag, list_referrers
+from ecr_oci.oci.referrers import (
+    attach,
+    fallback_tag,
+    list_referrers,
+    referrer_tag,
+    referrer_tag_subjects,
+    repair_fallback_index,
+)
 from ecr_oci.oci.registry import RegistryClient
 
 pytestmark = pytest.mark.integration
@@ -463,3 +470,26 @@ def test_concurrent_attaches_to_one_subject_are_all_listed(registry: LocalRegist
     assert not lost and not failures, (
         f"{len(lost)} of {writers} referrers lost; {len(errors)} attach calls failed: {failures[:2]}"
     )
+
+
+def test_repair_puts_lost_entries_back_into_the_fallback_index(client: RegistryClient, repo: str) -> None:
+    """What a lost update leaves (a referrer under its own tag, missing from the shared index) is
+    what ``repair_fallback_index`` mends, so tools that read only the index see every referrer."""
+    subject = push_image(client, repo, "1.0")
+    kept = attach(client, repo, referrer(client, repo, subject, SBOM, "kept"))
+    lost = [referrer(client, repo, subject, SIGNATURE, f"lost-{i}") for i in range(2)]
+    for manifest in lost:  # attach's first two steps only: as if its index write lost the race
+        data = manifest.to_bytes()
+        client.put_manifest(repo, Digest.of(data), data, MediaType.OCI_MANIFEST)
+        client.put_manifest(repo, referrer_tag(subject.digest, Digest.of(data)), data, MediaType.OCI_MANIFEST)
+
+    def indexed() -> set[Digest]:
+        return {
+            d.digest for d in client.get_manifest(repo, fallback_tag(subject.digest)).as_index().manifests
+        }
+
+    assert indexed() == {kept.digest}
+    assert referrer_tag_subjects(client.list_tags(repo)) == {fallback_tag(subject.digest)}
+    assert repair_fallback_index(client, repo, subject.digest) == 2
+    assert indexed() == {kept.digest} | {Digest.of(m.to_bytes()) for m in lost}
+    assert repair_fallback_index(client, repo, subject.digest) == 0  # complete: nothing written

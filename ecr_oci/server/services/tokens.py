@@ -160,8 +160,9 @@ class TokenIssuer:
 
 
 class ServiceRegistryAuth(httpx.Auth):
-    """The service's own registry reads: a pull token per repository (the catalog for
-    ``/v2/_catalog``), minted in process and reused until shortly before it expires."""
+    """The service's own registry access: a pull token per repository for reads (the catalog for
+    ``/v2/_catalog``), pull and push for writes (reconcile mends referrer fallback indexes), minted
+    in process and reused until shortly before it expires."""
 
     def __init__(self, issuer: TokenIssuer) -> None:
         self._issuer = issuer
@@ -169,19 +170,23 @@ class ServiceRegistryAuth(httpx.Auth):
         self._lock = threading.Lock()
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        request.headers["Authorization"] = f"Bearer {self._token_for(request.url.path)}"
+        write = request.method in ("PUT", "POST", "PATCH")
+        request.headers["Authorization"] = f"Bearer {self._token_for(request.url.path, write)}"
         yield request
 
-    def _token_for(self, path: str) -> str:
+    def _token_for(self, path: str, write: bool) -> str:
         match = _REPO_PATH.match(path)
         key = match.group(1) if match else ("catalog" if path.startswith("/v2/_catalog") else "")
+        if match and write:
+            key += " push"
         now = time.monotonic()
         with self._lock:
             cached = self._tokens.get(key)
             if cached is not None and cached[1] > now:
                 return cached[0]
         if match:
-            access = [{"type": "repository", "name": key, "actions": ["pull"]}]
+            actions = ["pull", "push"] if write else ["pull"]
+            access = [{"type": "repository", "name": match.group(1), "actions": actions}]
         elif key == "catalog":
             access = [{"type": "registry", "name": "catalog", "actions": ["*"]}]
         else:
