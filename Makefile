@@ -24,9 +24,14 @@ DEMO_DIR := examples/hello-sensor
 DEMO_IMAGE ?= $(REGISTRY)/waggle/hello-sensor:0.1.0
 # Docker credentials of the demo CI robot (written by `ecr-oci dev access`, mode 0600).
 DEMO_AUTH := $(STATE_DIR)/demo-auth.json
-# The profiled demo: a plugin that burns CPU and reports inference_ms (docs/profiles.md).
+# The profiled demos (docs/profiles.md): hello-sensor under podman as a node runs it, and a plugin
+# that burns CPU and reports inference_ms, as a local process (no container runtime needed).
 PROFILE_DIR := examples/cpu-burner
 PROFILE_IMAGE ?= $(REGISTRY)/waggle/cpu-burner:0.1.0
+# podman as `ecr-oci dev podman` runs it (its own storage and config under $(STATE_DIR)/podman)
+NODE_PODMAN_ENV := CONTAINERS_CONF=$(CURDIR)/$(STATE_DIR)/podman/containers.conf \
+	CONTAINERS_REGISTRIES_CONF=$(CURDIR)/$(STATE_DIR)/podman/registries.conf \
+	CONTAINERS_STORAGE_CONF=$(CURDIR)/$(STATE_DIR)/podman/storage.conf
 
 # Debian packages the dev environment and the integration tests run (podman's recommends bring
 # conmon, netavark, slirp4netns …; runc because crun fails without CAP_SYS_RESOURCE; python3-venv
@@ -113,7 +118,7 @@ $(TOOLS_BIN)/.cosign-$(COSIGN_VERSION):
 	GOBIN=$(TOOLS_BIN) $(GO) install github.com/sigstore/cosign/v2/cmd/cosign@$(COSIGN_VERSION)
 	touch $@
 
-run: install ## Start a registry with token auth + the ECR service, push examples/hello-sensor as a CI robot, run it with podman, profile examples/cpu-burner
+run: install ## Start a registry with token auth + the ECR service, push examples/hello-sensor as a CI robot, run and profile it with podman, profile examples/cpu-burner
 	$(ECR) dev service start --port $(SERVICE_PORT) --registry $(REGISTRY) --state-dir $(STATE_DIR)
 	$(ECR) dev registry start --port $(PORT) --notify-service --token-auth --state-dir $(STATE_DIR)
 	$(ECR) dev access --registry $(REGISTRY) --state-dir $(STATE_DIR)
@@ -124,14 +129,21 @@ run: install ## Start a registry with token auth + the ECR service, push example
 	$(ECR) dev podman --state-dir $(STATE_DIR) -- pull --quiet $(DEMO_IMAGE)
 	$(ECR) dev podman --state-dir $(STATE_DIR) -- run --rm $(DEMO_IMAGE)
 	@echo
-	@echo "--- profile $(PROFILE_IMAGE) (once) and attach the profile as a referrer ---"
+	@echo "--- profile the demos (once each) and attach the profiles as referrers ---"
 	$(ECR) push $(PROFILE_DIR) --registry $(REGISTRY) --insecure --authfile $(DEMO_AUTH)
+	@if $(ECR) profile list $(DEMO_IMAGE) --insecure --json | grep -q '"digest"'; then \
+		echo "$(DEMO_IMAGE): already profiled"; \
+	else \
+		$(NODE_PODMAN_ENV) $(ECR) profile run $(DEMO_IMAGE) --runtime podman --duration 30s \
+			--device-name demo-host --insecure --authfile $(DEMO_AUTH) --attach; \
+	fi
 	@if $(ECR) profile list $(PROFILE_IMAGE) --insecure --json | grep -q '"digest"'; then \
-		echo "already profiled (a profile is attached)"; \
+		echo "$(PROFILE_IMAGE): already profiled"; \
 	else \
 		$(ECR) profile run $(PROFILE_IMAGE) --runtime process --input burn_seconds=3 \
 			--device-name demo-host --insecure --authfile $(DEMO_AUTH) --attach; \
 	fi
+	$(ECR) profile list $(DEMO_IMAGE) --insecure
 	$(ECR) profile list $(PROFILE_IMAGE) --insecure
 	@echo
 	@echo "The registry keeps running on $(REGISTRY) (state and log in $(STATE_DIR)/); its token server"
