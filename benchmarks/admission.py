@@ -111,6 +111,10 @@ def _push_signed_image(host: str, key_pem: bytes) -> tuple[str, str]:
     return str(ref), f"{host}/bench/plugin@{Digest.of(manifest)}"
 
 
+#: The bearer token the webhook requires (the API server would send it).
+TOKEN = "bench-apiserver-token"  # noqa: S105 - a throwaway local secret
+
+
 @contextlib.contextmanager
 def serve(app: Any) -> Iterator[str]:
     """``app`` under uvicorn on a free loopback port, in a thread; yields its base URL."""
@@ -165,7 +169,9 @@ def _measure(
         body = _review(image)
         start = time.perf_counter()
         response = http.post(
-            "/admission/validate", content=body, headers={"Content-Type": "application/json"}
+            "/admission/validate",
+            content=body,
+            headers={"Content-Type": "application/json", "Authorization": f"Bearer {TOKEN}"},
         )
         elapsed = (time.perf_counter() - start) * 1000
         answer = response.json()["response"]
@@ -199,6 +205,7 @@ def run(cold: int, warm: int) -> list[Latency]:
                 admission_trusted_keys=[work / "bench.pub"],
                 admission_deployments={NAMESPACE: DEPLOYMENT},
                 admission_cache_ttl=600,
+                admission_token=TOKEN,
             )
             app = create_app(settings)
             with serve(app) as url, httpx.Client(base_url=url, timeout=30) as http:

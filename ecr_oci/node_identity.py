@@ -38,7 +38,6 @@ __all__ = [
 
 #: The longest an assertion may live (seconds): a stolen one is worth at most this long.
 MAX_TTL_S = 24 * 3600
-_ALGORITHMS = ["ES256", "EdDSA"]
 
 NodeKey = ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
 
@@ -81,10 +80,12 @@ def make_assertion(key: NodeKey, name: str, *, audience: str, ttl: int = 3600) -
 def verify_assertion(pem: str, assertion: str, *, name: str, audience: str) -> None:
     """Raise ``jwt.InvalidTokenError`` unless ``assertion`` is a current one of node ``name``."""
     public_key = serialization.load_pem_public_key(pem.encode())
+    # the key decides the algorithm: never let the assertion's header choose it
+    algorithm = "EdDSA" if isinstance(public_key, ed25519.Ed25519PublicKey) else "ES256"
     claims = jwt.decode(
         assertion,
         public_key,  # type: ignore[arg-type]  # checked by check_public_key when stored
-        algorithms=_ALGORITHMS,
+        algorithms=[algorithm],
         audience=audience,
         issuer=name,
         options={"require": ["iss", "sub", "aud", "iat", "exp"]},

@@ -69,6 +69,9 @@ class Settings(BaseSettings):
     index_batch: int = Field(default=100, ge=1, le=10_000)
     #: Seconds the idle indexing worker waits after a wake-up, so that a burst becomes one batch.
     index_linger: float = Field(default=0.05, ge=0, le=10)
+    #: Run the indexing worker in a process of its own (not for an in-memory SQLite database),
+    #: so that ``POST /events`` and indexing use two cores; false: a thread of the service.
+    index_process: bool = True
     #: Apply the Alembic migrations when the app starts.
     migrate_on_start: bool = True
     host: str = "127.0.0.1"
@@ -102,6 +105,10 @@ class Settings(BaseSettings):
     #: Seconds a verdict per (digest, deployment, keys) is reused (never past an approval's
     #: expiry); 0 disables the cache. Tags are resolved on every review.
     admission_cache_ttl: float = Field(default=30.0, ge=0, le=3600)
+    #: The bearer token the Kubernetes API server sends to the webhook (its admission kubeconfig's
+    #: ``token``). Required: the webhook reads private bundles with the service's own access, so
+    #: an open one would answer anybody's questions about them. None: every review is refused (401).
+    admission_token: SecretStr | None = None
 
     @field_validator("admission_deployments")
     @classmethod

@@ -36,7 +36,7 @@ from ecr_oci.server.routes.errors import ErrorBody
 from ecr_oci.server.services import accounts
 from ecr_oci.server.services.access import Identity
 from ecr_oci.server.services.credentials import parse_token
-from ecr_oci.server.services.errors import UnauthorizedError
+from ecr_oci.server.services.errors import ForbiddenError, UnauthorizedError
 
 __all__ = [
     "AuditPageOut",
@@ -349,6 +349,9 @@ def set_password(name: Name, body: PasswordIn, request: Request, caller: Caller)
     with _write(request) as session:
         if name != caller.name:
             accounts.check_manage(session, caller)
+        elif caller.method != "password":
+            # a leaked token must not become the account: changing one's password needs it
+            raise ForbiddenError("not allowed: changing your password needs a password login, not a token")
         accounts.set_password(session, name, body.password, actor=caller.name)
     return Response(status_code=204)
 
@@ -385,8 +388,9 @@ def create_token(name: Name, body: TokenIn, request: Request, caller: Caller) ->
     """A new API token; its plaintext is in this answer only."""
     with _write(request) as session:
         accounts.check_manage(session, caller, token_for=name)
+        expires_at = accounts.token_lifetime(caller, body.expires_at)
         plaintext = accounts.create_token(
-            session, name, name=body.name, expires_at=body.expires_at, actor=caller.name
+            session, name, name=body.name, expires_at=expires_at, actor=caller.name
         )
     parsed = parse_token(plaintext)
     assert parsed is not None
@@ -395,7 +399,7 @@ def create_token(name: Name, body: TokenIn, request: Request, caller: Caller) ->
         id=parsed[0],
         principal=name,
         name=body.name,
-        expires_at=accounts.aware(body.expires_at),
+        expires_at=accounts.aware(expires_at),
     )
 
 
@@ -415,7 +419,9 @@ def list_tokens(name: Name, request: Request, caller: Caller) -> list[TokenOut]:
 
 
 @router.delete("/api/v1/admin/principals/{name}/tokens/{token_id}", status_code=204, responses=_ERRORS)
-def revoke_token(name: Name, token_id: int, request: Request, caller: Caller) -> Response:
+def revoke_token(
+    name: Name, token_id: Annotated[int, Path(ge=1, le=2**63 - 1)], request: Request, caller: Caller
+) -> Response:
     with _write(request) as session:
         accounts.check_manage(session, caller, token_for=name)
         accounts.revoke_token(session, name, token_id, actor=caller.name)

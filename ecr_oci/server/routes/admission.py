@@ -5,6 +5,11 @@
     {"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"uid":"…","allowed":false,
      "status":{"code":403,"message":"container 'app' (…): not signed by a trusted key (no-signature): …"}}}
 
+The caller must send ``Authorization: Bearer <admission_token>`` (the API server does, from the
+kubeconfig named in its ``AdmissionConfiguration``): the webhook reads private bundles with the
+service's own access, so it answers nobody else. Denials never carry digests, and an unsigned image
+reads the same as a missing one.
+
 The body is read raw (not as a FastAPI model) so that a malformed review still gets an
 ``AdmissionReview`` denial whenever it carries a ``request.uid``; only a body with nothing to answer
 to is a 400 in the service's JSON error format. The decision is
@@ -15,6 +20,7 @@ sample ``ValidatingWebhookConfiguration`` pointing at this path.
 
 from __future__ import annotations
 
+import hmac
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -23,6 +29,7 @@ from starlette.concurrency import run_in_threadpool
 
 from ecr_oci.server.routes.errors import ErrorBody
 from ecr_oci.server.services.admission import AdmissionController, AdmissionReview, AdmissionReviewAnswer
+from ecr_oci.server.services.errors import UnauthorizedError
 
 __all__ = ["router"]
 
@@ -34,6 +41,18 @@ _REQUEST_BODY: dict[str, Any] = {
         "content": {"application/json": {"schema": AdmissionReview.model_json_schema()}},
     }
 }
+
+
+def _check_caller(request: Request) -> None:
+    """The API server's bearer token (``admission_token``), compared in constant time."""
+    expected = request.app.state.settings.admission_token
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    if (
+        expected is None
+        or scheme.lower() != "bearer"
+        or not hmac.compare_digest(given.strip().encode(), expected.get_secret_value().encode())
+    ):
+        raise UnauthorizedError("the webhook needs the API server's bearer token (admission_token)")
 
 
 def get_admission(request: Request) -> AdmissionController:
@@ -50,9 +69,11 @@ def get_admission(request: Request) -> AdmissionController:
     responses={
         200: {"description": "the AdmissionReview answer: allowed, or denied with a reason per image"},
         400: {"model": ErrorBody, "description": "not JSON, or no request.uid to answer to"},
+        401: {"model": ErrorBody, "description": "no or wrong bearer token (admission_token)"},
     },
 )
 async def validate(request: Request) -> JSONResponse:
+    _check_caller(request)
     body = await request.body()
     answer = await run_in_threadpool(get_admission(request).review, body)
     return JSONResponse(answer.model_dump(mode="json", exclude_none=True))

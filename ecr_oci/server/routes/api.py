@@ -13,10 +13,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import APIRouter, Depends, Path, Query, Request
 from sqlalchemy.orm import Session
 
-from ecr_oci.server.routes.deps import get_session, get_visibility
+from ecr_oci.server.routes.deps import get_session, get_visibility, sees_who
 from ecr_oci.server.routes.errors import ErrorBody
 from ecr_oci.server.schemas import (
     ActivitySummary,
@@ -150,8 +150,21 @@ def profiles(namespace: Namespace, name: Name, session: DbSession, visible: Visi
     responses=_BAD | _MISSING,
     summary="Pull counts per version and recent events",
 )
-def activity(namespace: Namespace, name: Name, session: DbSession, visible: Visible) -> ActivitySummary:
-    return service.activity(session, namespace, name, visible=visible)
+def activity(
+    namespace: Namespace, name: Name, session: DbSession, visible: Visible, request: Request
+) -> ActivitySummary:
+    """Actors, source addresses and user agents only for the bundle's admins (else null)."""
+    found = service.activity(session, namespace, name, visible=visible)
+    if sees_who(request, namespace, name):
+        return found
+    return found.model_copy(
+        update={
+            "recent": [
+                e.model_copy(update={"actor": None, "source_addr": None, "user_agent": None})
+                for e in found.recent
+            ]
+        }
+    )
 
 
 @router.get(

@@ -27,7 +27,14 @@ from ecr_oci.server.services.errors import UnauthorizedError
 from ecr_oci.server.services.visibility import Visibility
 from ecr_oci.server.settings import Settings
 
-__all__ = ["basic_credentials", "get_identity", "get_session", "get_settings", "get_visibility"]
+__all__ = [
+    "basic_credentials",
+    "get_identity",
+    "get_session",
+    "get_settings",
+    "get_visibility",
+    "sees_who",
+]
 
 #: What a caller gets when access control is off: everything (a trusted single-user index).
 _TRUSTED = Identity("local", kind="user", is_admin=True)
@@ -48,7 +55,9 @@ def basic_credentials(header: str) -> tuple[str, str] | None:
         name, sep, secret = base64.b64decode(value.strip(), validate=True).decode().partition(":")
     except (binascii.Error, UnicodeDecodeError):
         return None
-    return (name, secret) if sep and name else None
+    if not sep or not name or "\x00" in name or "\x00" in secret:
+        return None  # no principal has a NUL in its name, and the database would refuse one
+    return name, secret
 
 
 def get_identity(request: Request) -> Identity:
@@ -86,6 +95,17 @@ def get_visibility(request: Request) -> Visibility:
     with state.sessions() as session:
         visible: Visibility = state.rules.get(session).visibility(identity)
     return visible
+
+
+def sees_who(request: Request, namespace: str, name: str) -> bool:
+    """Whether the caller may see *who* used ``namespace/name`` (actors, addresses, user agents
+    in its activity): admins, and principals with ``admin`` on it — not everyone who may pull."""
+    identity = get_identity(request)
+    if identity.is_admin:
+        return True
+    with request.app.state.sessions() as session:
+        rules = request.app.state.rules.get(session)
+    return bool(rules.level(identity, f"{namespace}/{name}") == "admin")
 
 
 def get_settings(request: Request) -> Settings:

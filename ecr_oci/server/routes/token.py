@@ -154,6 +154,8 @@ async def token_post(request: Request) -> Any:
     if grant_type != "password":
         return error_response(400, "BAD_REQUEST", "grant_type must be password")
     username, password = str(form.get("username", "")), str(form.get("password", ""))
+    if "\x00" in username or "\x00" in password:
+        return error_response(400, "BAD_REQUEST", "a NUL character is not allowed in credentials")
     credentials = (username, password) if username else None
     scopes = [str(v) for v in form.getlist("scope")]
     return await run_in_threadpool(_issue, request, credentials, scopes, str(form.get("service", "")))

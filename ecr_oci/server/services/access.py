@@ -37,6 +37,7 @@ import time
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Literal
 
 from sqlalchemy import select, update
@@ -88,6 +89,11 @@ class Identity:
     teams: frozenset[str] = frozenset()
     #: Robots only: the namespaces their grants count in.
     scope: frozenset[str] | None = None
+    #: How it logged in: ``password``, ``token`` (an API token), ``assertion`` (a node's key).
+    #: Changing a password needs a password login; a token login cannot mint a longer-lived token.
+    method: str = "password"
+    #: With ``method == "token"``: when that token expires (None: never).
+    token_expires: datetime | None = None
 
     @property
     def anonymous(self) -> bool:

@@ -77,6 +77,10 @@ log = logging.getLogger("ecr_oci.server.admission")
 ADMISSION_API_VERSION: Literal["admission.k8s.io/v1"] = "admission.k8s.io/v1"
 #: The largest review read (the API server's own request limit is 3 MiB).
 MAX_REVIEW_BYTES = 3 << 20
+#: The reason for an image without a signature *and* for one that does not exist: answers to the
+#: cluster must not tell a private bundle from a missing one (nor carry its digest; the service's
+#: log has the detail).
+_UNSIGNED_MISSING = "not signed by a trusted key (no-signature), or no such image"
 #: Room for reasons in ``status.message`` (kubectl prints it whole; keep it readable).
 _MAX_MESSAGE = 4000
 _MAX_REASON = 600
@@ -437,7 +441,9 @@ class AdmissionController:
         try:
             digest = ref.digest or client.manifest_digest(ref.repository, ref.identifier)
         except NotFound:
-            return ImageDecision(False, f"{name} not found in the registry")
+            # the same words as an unsigned image: a denial must not tell a cluster user that a
+            # private bundle exists (the webhook reads with the service's own access)
+            return ImageDecision(False, _UNSIGNED_MISSING)
         except RegistryError as err:
             log.warning("admission: cannot resolve %s: %s", name, err)
             return ImageDecision(False, f"the registry failed while resolving {name}; try again")
@@ -469,9 +475,10 @@ class AdmissionController:
                     failures.append(err)
             else:
                 best = _furthest(failures)
-                return _Checked(
-                    ImageDecision(False, f"not signed by a trusted key ({best.reason}): {best}", digest)
-                )
+                log.info("admission: %s denied: %s", ref, best)  # the detail, with digests, for operators
+                if best.reason == "no-signature":
+                    return _Checked(ImageDecision(False, _UNSIGNED_MISSING, digest))
+                return _Checked(ImageDecision(False, f"not signed by a trusted key ({best.reason})", digest))
             if deployment is None:
                 return _Checked(ImageDecision(True, "signed", digest))
             approvals: list[VerifiedApproval] = []
@@ -483,19 +490,18 @@ class AdmissionController:
                     failures.append(err)
             if not approvals:
                 best = _furthest(failures)
+                log.info("admission: %s not approved for %s: %s", ref, deployment, best)
                 return _Checked(
                     ImageDecision(
-                        False,
-                        f"no valid approval for deployment {deployment!r} ({best.reason}): {best}",
-                        digest,
+                        False, f"no valid approval for deployment {deployment!r} ({best.reason})", digest
                     )
                 )
         except NotFound:
-            return _Checked(ImageDecision(False, f"{ref} not found in the registry", digest), cacheable=False)
+            return _Checked(ImageDecision(False, _UNSIGNED_MISSING, digest), cacheable=False)
         except RegistryError as err:
             log.warning("admission: cannot verify %s: %s", ref, err)
             return _Checked(
-                ImageDecision(False, f"the registry failed while verifying {ref}; try again", digest),
+                ImageDecision(False, "the registry failed while verifying the image; try again", digest),
                 cacheable=False,
             )
         expiries = [a.approval.expires for a in approvals]

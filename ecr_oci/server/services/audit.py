@@ -43,15 +43,31 @@ class AuditEntry:
     time: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     def row(self) -> dict[str, Any]:
+        """The table row; NUL characters are dropped (PostgreSQL text and JSONB refuse them, and a
+        caller-supplied value must not be able to make its own record unwritable)."""
         return {
             "time": self.time,
-            "actor": self.actor,
+            "actor": _clean(self.actor),
             "action": self.action,
             "outcome": self.outcome,
-            "target": (self.target or "")[:512] or None,
-            "source_addr": self.source_addr,
-            "detail": self.detail,
+            "target": _clean((self.target or "")[:512]) or None,
+            "source_addr": _clean(self.source_addr),
+            "detail": _clean_json(self.detail),
         }
+
+
+def _clean(text: str | None) -> str | None:
+    return None if text is None else text.replace("\x00", "")
+
+
+def _clean_json(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.replace("\x00", "")
+    if isinstance(value, dict):
+        return {_clean_json(k): _clean_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_clean_json(v) for v in value]
+    return value
 
 
 def audit_now(session: Session, entry: AuditEntry) -> None:
@@ -88,10 +104,18 @@ class AuditLog:
         try:
             with self.sessions.begin() as session:
                 session.execute(insert(AuditRecord), [e.row() for e in entries])
+            return len(entries)
         except Exception:
-            log.exception("could not write %d audit entries; dropped", len(entries))
-            return 0
-        return len(entries)
+            log.exception("could not write %d audit entries at once; writing them one by one", len(entries))
+        written = 0
+        for entry in entries:  # one bad entry must not take the others with it
+            try:
+                with self.sessions.begin() as session:
+                    session.execute(insert(AuditRecord), [entry.row()])
+                written += 1
+            except Exception:
+                log.exception("could not write an audit entry (%s by %s); dropped", entry.action, entry.actor)
+        return written
 
     def start(self) -> None:
         if self._thread is None:

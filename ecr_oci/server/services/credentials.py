@@ -36,6 +36,7 @@ tell which names exist.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
 import secrets
@@ -175,6 +176,7 @@ class Authenticator:
             self._check(_DUMMY_HASH, username, secret)  # same cost as a real check
             return None
         if principal.disabled or _expired(principal.expires_at, now):
+            self._check(_DUMMY_HASH, username, secret)  # a disabled name answers as slowly as any
             return None
         if not self._check(principal.password_hash, username, secret):
             return None
@@ -189,9 +191,9 @@ class Authenticator:
         assert principal.public_key is not None
         try:
             verify_assertion(principal.public_key, assertion, name=principal.name, audience=self.audience)
-        except (jwt.InvalidTokenError, ValueError):
+        except (jwt.PyJWTError, ValueError, TypeError):
             return None
-        return identity_of(session, principal)
+        return dataclasses.replace(identity_of(session, principal), method="assertion")
 
     def authenticate_bearer(self, session: Session, token: str) -> Identity | None:
         """An API token sent as ``Authorization: Bearer <token>`` (the service API)."""
@@ -216,7 +218,10 @@ class Authenticator:
             return None
         if _expired(token.expires_at, now) or _expired(principal.expires_at, now):
             return None
-        return identity_of(session, principal)
+        expires = token.expires_at
+        if expires is not None and expires.tzinfo is None:  # SQLite gives naive datetimes (UTC)
+            expires = expires.replace(tzinfo=UTC)
+        return dataclasses.replace(identity_of(session, principal), method="token", token_expires=expires)
 
     def _check(self, stored_hash: str, username: str, password: str) -> bool:
         key = hmac.new(self._key, f"{username}\0{password}\0{stored_hash}".encode(), "sha256").digest()

@@ -50,7 +50,11 @@ __all__ = [
 
 #: The ``sub`` of the tokens the service mints for itself.
 SERVICE_PRINCIPAL = "ecr-service"
-_SCOPE = re.compile(r"^(?P<type>[a-z]+)(?:\([a-z0-9]+\))?:(?P<name>[^:]+):(?P<actions>[a-z*,]*)$")
+#: ``type[(class)]:name:actions``; the name has no ``:`` and no control character (a NUL would
+#: reach the audit log, which PostgreSQL's JSONB refuses).
+_SCOPE = re.compile(
+    r"^(?P<type>[a-z]+)(?:\([a-z0-9]+\))?:(?P<name>[^:\x00-\x1f\x7f]+):(?P<actions>[a-z*,]*)$"
+)
 _REPO_PATH = re.compile(r"^/v2/(.+?)/(?:blobs|manifests|tags|referrers)/")
 
 

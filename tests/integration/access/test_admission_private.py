@@ -17,7 +17,13 @@ import pytest
 from tests.fixtures.access import AccessEnv
 from tests.fixtures.cosign import PASSWORD, KeyFiles
 from tests.integration.conftest import make_runner, write_bundle
-from tests.integration.service.test_admission import PROD, PROD_NS, AdmissionService, pod_review
+from tests.integration.service.test_admission import (
+    PROD,
+    PROD_NS,
+    WEBHOOK_TOKEN,
+    AdmissionService,
+    pod_review,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -53,6 +59,7 @@ def test_webhook_reads_private_bundles_with_its_own_access(
     toml = (
         f"admission_trusted_keys = [{json.dumps(str(cosign_keys.public))}]\n"
         f'admission_deployments = {{ "{PROD_NS}" = "{PROD}" }}\n'
+        f'admission_token = "{WEBHOOK_TOKEN}"\n'
     )
     webhook = AdmissionService(tmp_path / "webhook", registry=env.registry.host, admission_toml=toml)
     # the same token key as the registry's token server: another replica of the service
@@ -61,7 +68,10 @@ def test_webhook_reads_private_bundles_with_its_own_access(
         token_cert_file=str(token_dir / "cert.pem"),
         token_service=env.token_service,
     )
-    with webhook, httpx.Client(base_url=webhook.url, timeout=30) as http:
+    headers = {"Authorization": f"Bearer {WEBHOOK_TOKEN}"}
+    with webhook, httpx.Client(base_url=webhook.url, timeout=30, headers=headers) as http:
+        anyone = httpx.post(f"{webhook.url}/admission/validate", json=pod_review(signed), timeout=10)
+        assert anyone.status_code == 401  # only the API server (its token) gets answers
         for image, allowed in ((signed, True), (unsigned, False)):
             tag = image.split("@", 1)[0]
             answer = http.post("/admission/validate", json=pod_review(tag, namespace=PROD_NS))
@@ -69,4 +79,6 @@ def test_webhook_reads_private_bundles_with_its_own_access(
             response = answer.json()["response"]
             assert response["allowed"] is allowed, response
             if not allowed:
-                assert "not signed by a trusted key" in response["status"]["message"]
+                message = response["status"]["message"]
+                assert "not signed by a trusted key" in message
+                assert "sha256:" not in message  # no digest of a private bundle in a denial

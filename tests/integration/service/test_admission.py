@@ -35,6 +35,8 @@ pytestmark = pytest.mark.integration
 
 PROD_NS, PROD = "prod-ns", "waggle-prod"
 EXEMPT = "docker.io/library/busybox"
+#: What the API server sends (its admission kubeconfig's token).
+WEBHOOK_TOKEN = "apiserver-" + uuid.uuid4().hex
 
 
 class AdmissionService(LocalService):
@@ -78,7 +80,9 @@ class Env:
 
     def post(self, body: bytes) -> httpx.Response:
         return self.http.post(
-            "/admission/validate", content=body, headers={"Content-Type": "application/json"}
+            "/admission/validate",
+            content=body,
+            headers={"Content-Type": "application/json", "Authorization": f"Bearer {WEBHOOK_TOKEN}"},
         )
 
     def sign(self, ref: Reference, key: KeyFiles) -> None:
@@ -125,6 +129,7 @@ def env(
         f'admission_deployments = {{ "{PROD_NS}" = "{PROD}" }}\n'
         f'admission_exempt_images = ["{EXEMPT}"]\n'
         "admission_cache_ttl = 60\n"
+        f'admission_token = "{WEBHOOK_TOKEN}"\n'
     )
     service = AdmissionService(root / "service", registry=registry.host, admission_toml=toml)
     ecr = make_runner(root / "home", env={"COSIGN_PASSWORD": PASSWORD})
@@ -192,7 +197,7 @@ def test_unsigned_is_denied(env: Env) -> None:
     assert response["allowed"] is False
     message = response["status"]["message"]
     assert "container 'c0'" in message and "not signed by a trusted key (no-signature)" in message
-    assert str(ref.digest) in message
+    assert str(ref.digest) not in message  # denials carry no digests (the service log has them)
     # outside the approval namespaces too
     assert env.review(by_tag(ref), namespace="default")["allowed"] is False
 
@@ -222,7 +227,7 @@ def test_approval_for_another_deployment_is_denied(env: Env) -> None:
     assert response["allowed"] is False
     message = response["status"]["message"]
     assert f"no valid approval for deployment '{PROD}' (wrong-deployment)" in message
-    assert "approved for waggle-dev" in message
+    assert "waggle-dev" not in message  # which deployments approved it is for the service log
     # where no approval is needed it runs
     assert env.review(by_tag(ref), namespace="default")["allowed"] is True
 
@@ -243,7 +248,6 @@ def test_expired_approval_is_denied(env: Env) -> None:
     response = env.review(by_digest(ref))
     assert response["allowed"] is False
     assert "(expired)" in response["status"]["message"]
-    assert "2024-01-31T00:00:00Z" in response["status"]["message"]
 
 
 def test_a_cached_approval_is_not_used_past_its_expiry(env: Env) -> None:
@@ -273,8 +277,7 @@ def test_tag_moved_after_approval_is_denied_for_the_new_digest(env: Env) -> None
     response = env.review(by_tag(approved))
     assert response["allowed"] is False
     message = response["status"]["message"]
-    assert str(moved.digest) in message and str(approved.digest) not in message
-    assert "(no-attestation)" in message
+    assert "(no-attestation)" in message and "sha256:" not in message
     # the approved digest itself still runs
     assert env.review(by_digest(approved))["allowed"] is True
 
@@ -305,12 +308,21 @@ def test_images_of_other_registries_and_exemptions(env: Env) -> None:
     assert exempt["warnings"] == [f"{EXEMPT}:1.36 admitted unverified (admission_exempt_images)"]
 
 
-def test_a_missing_image_is_denied(env: Env) -> None:
+def test_a_missing_image_is_denied_like_an_unsigned_one(env: Env) -> None:
+    """A cluster user must not learn from a denial whether a (private) image exists."""
     host = env.registry.host
-    message = env.review(f"{host}/nobody/nothing:1.0")["status"]["message"]
-    assert "not found in the registry" in message
-    message = env.review(f"{host}/nobody/nothing@sha256:{'0' * 64}")["status"]["message"]
-    assert "not found in the registry" in message
+    unsigned = env.push(unique("adm-exists"))
+    expected = "not signed by a trusted key (no-signature), or no such image"
+    for image in (f"{host}/nobody/nothing:1.0", f"{host}/nobody/nothing@sha256:{'0' * 64}", by_tag(unsigned)):
+        message = env.review(image)["status"]["message"]
+        assert message.endswith(f"): {expected}"), message
+
+
+def test_only_the_api_server_gets_answers(env: Env) -> None:
+    body = json.dumps(pod_review(f"{env.registry.host}/nobody/nothing:1.0")).encode()
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": f"Basic {WEBHOOK_TOKEN}"}):
+        answer = env.http.post("/admission/validate", content=body, headers=headers)
+        assert answer.status_code == 401 and answer.json()["error"]["code"] == "UNAUTHORIZED"
 
 
 # --- malformed reviews ----------------------------------------------------------------------------
