@@ -13,7 +13,8 @@ What it wires (routes → services → storage, STYLE.md §9):
   (the caller closes it); ``app.state.notification_client`` (:class:`SharedClient`: one client
   kept alive across notification requests) and ``app.state.blob_cache`` (small immutable blobs);
   ``app.state.reconciler`` (one reconcile at a time in this process); ``app.state.event_queue``
-  (:class:`EventQueue`: the indexing worker over the ``pending_event`` table).
+  (:class:`EventQueue`: the indexing worker over the ``pending_event`` table; a process of its
+  own with ``index_process``, unless the database is in memory or ``registry_client`` is given).
 - the routers of ``ecr_oci.server.routes``: ``notifications`` (``POST /events``), ``api``
   (``/api/v1``), ``referrers`` (``/v2/<name>/referrers/<digest>``) and ``admission``
   (``POST /admission/validate``; ``app.state.admission``, with a registry client of its own);
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import threading
 from collections.abc import AsyncIterator, Callable
@@ -47,7 +49,7 @@ from ecr_oci.server.services.admission import AdmissionController, AdmissionPoli
 from ecr_oci.server.services.audit import AuditLog
 from ecr_oci.server.services.credentials import Authenticator
 from ecr_oci.server.services.index import BlobCache
-from ecr_oci.server.services.queue import EventQueue
+from ecr_oci.server.services.queue import EventQueue, WorkerProcess
 from ecr_oci.server.services.reconcile import Reconciler
 from ecr_oci.server.services.tokens import ServiceRegistryAuth, TokenIssuer
 from ecr_oci.server.settings import Settings, SettingsError
@@ -115,6 +117,12 @@ def create_app(settings: Settings, *, registry_client: RegistryClientFactory | N
         batch=settings.index_batch,
         linger=settings.index_linger,
         workers=settings.index_workers,
+        # a process of its own builds its own client: only from the settings, not a custom factory
+        process=WorkerProcess(settings.database_url, functools.partial(service_client, settings))
+        if settings.index_process
+        and registry_client is None
+        and WorkerProcess.can_share(settings.database_url)
+        else None,
     )
     install_error_handlers(app)
     for module in (notifications, api, referrers, admission, token, admin):

@@ -26,9 +26,10 @@ Three phases per batch, so that no database transaction waits on the network:
    writes the tag, so a read that disagrees with the event is repeated a few times
    (:data:`TAG_SETTLE_S`) before the registry's answer is taken;
 3. *apply* (one write transaction for the whole batch: activity rows, index upserts and the
-   dequeue of the batch's ``pending_event`` rows); written once without savepoints, and only when
-   an event fails there, again with each event in its own savepoint (:func:`_write`), so that one
-   bad event does not undo the others.
+   dequeue of the batch's ``pending_event`` rows); written once set-based (runs of stores and tag
+   moves through :meth:`Indexer.store_many`: a few statements per table, not ~17 per event) and
+   without savepoints, and only when an event fails there, again one event at a time, each in its
+   own savepoint (:func:`_write`), so that one bad event does not undo the others.
 """
 
 from __future__ import annotations
@@ -38,8 +39,9 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
+from typing import cast
 
-from sqlalchemy import delete, select
+from sqlalchemy import Table, delete, insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from ecr_oci.digest import Digest
@@ -178,6 +180,45 @@ def _apply(indexer: Indexer, session: Session, step: _Step) -> None:
         indexer.forget_manifest(session, step.repository, step.digest)
 
 
+def _runs(steps: list[_Step]) -> list[list[_Step]]:
+    """``steps`` cut into runs that :func:`_apply_run` writes set-based, in event order.
+
+    A run holds consecutive stores and tag moves, each (repository, tag) and (repository,
+    digest) at most once, so that writing it at once gives what writing it step by step gives; a
+    forget (a delete) is a run of its own, in its place.
+    """
+    runs: list[list[_Step]] = []
+    current: list[_Step] = []
+    keys: set[tuple[str, str, str]] = set()
+    for step in steps:
+        if step.action not in ("store", "tag"):
+            if current:
+                runs.append(current)
+            runs.append([step])
+            current, keys = [], set()
+            continue
+        mine = {(step.repository, "digest", step.digest or "")}
+        if step.tag is not None:
+            mine.add((step.repository, "tag", step.tag))
+        if keys & mine:
+            runs.append(current)
+            current, keys = [], set()
+        current.append(step)
+        keys |= mine
+    if current:
+        runs.append(current)
+    return runs
+
+
+def _apply_run(indexer: Indexer, session: Session, run: list[_Step]) -> None:
+    if len(run) == 1:
+        _apply(indexer, session, run[0])
+        return
+    manifests = [(s.fetched, s.tag) for s in run if s.action == "store" and s.fetched is not None]
+    tags = [(s.repository, s.tag, s.digest) for s in run if s.action == "tag" and s.tag and s.digest]
+    indexer.store_many(session, manifests, tags=tags)
+
+
 def _failed(event: NotificationEvent, err: Exception) -> None:
     target = event.target
     if isinstance(err, Error):
@@ -304,12 +345,12 @@ def _write(
     """The batch's write transaction: activity (``record``), the steps, the dequeue of ``done``;
     returns (recorded, indexed, failed).
 
-    Why two modes: a savepoint per event costs a SAVEPOINT/RELEASE round and an ORM flush each
-    (~12% of the write of a 100-event batch: 2.5 against 2.2 ms of CPU per event); events rarely
-    fail here (the registry reads are done), so the batch is first written without them and raises
-    :class:`_StepFailed` at the first failure, which rolls the whole transaction back;
-    ``isolate=True`` then writes it again with a savepoint per event, so that one bad event
-    (logged, left for reconcile) does not undo the others.
+    Why two modes: the batch is first written set-based (:func:`_runs`: a few statements per
+    table for a run of stores and tag moves, ~0.15 ms of CPU per event against ~2.2 ms for the
+    ORM statements of one event at a time) and without savepoints; events rarely fail here (the
+    registry reads are done), so the first failure raises :class:`_StepFailed`, which rolls the
+    whole transaction back; ``isolate=True`` then writes it again one event at a time, each in a
+    savepoint, so that one bad event (logged, left for reconcile) does not undo the others.
     """
     recorded = indexed = failed = 0
     with sessions.begin() as session:
@@ -321,24 +362,24 @@ def _write(
                 log.exception(
                     "could not record %d events (activity only; the index is unaffected)", len(events)
                 )
-        for step in steps:
+        for run in [[step] for step in steps] if isolate else _runs(steps):
             if not isolate:
                 try:
-                    _apply(indexer, session, step)
+                    _apply_run(indexer, session, run)
                     session.flush()
                 except Exception as err:
                     raise _StepFailed from err
-                indexed += 1
+                indexed += len(run)
                 # written: let the ORM forget the rows, or every later flush walks them all again
                 session.expunge_all()
                 continue
             try:
                 with session.begin_nested():
-                    _apply(indexer, session, step)
+                    _apply(indexer, session, run[0])
                 indexed += 1
             except Exception as err:
                 failed += 1
-                _failed(step.event, err)
+                _failed(run[0].event, err)
         if done:
             session.execute(delete(PendingEvent).where(PendingEvent.id.in_(list(done))))
     return recorded, indexed, failed
@@ -351,7 +392,10 @@ def enqueue_events(events: list[NotificationEvent], sessions: sessionmaker[Sessi
     work = [e for e in events if is_work(e)]
     with sessions.begin() as session:
         recorded = record_events(session, events)
-        session.add_all(
-            PendingEvent(event_id=e.id, payload=e.model_dump_json(), received_at=utcnow()) for e in work
-        )
+        if work:  # Core, one executemany: no ORM objects on the hot path
+            now = utcnow()
+            session.execute(
+                insert(cast(Table, PendingEvent.__table__)),
+                [{"event_id": e.id, "payload": e.model_dump_json(), "received_at": now} for e in work],
+            )
     return {"recorded": recorded, "queued": len(work)}

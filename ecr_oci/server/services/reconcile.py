@@ -239,8 +239,7 @@ class Reconciler:
         with self.sessions.begin() as session:
             lock_repository(session, repository)
             repo = repository_row(session, repository)
-            for item in fetched:
-                indexer.store(session, item)
+            indexer.store_many(session, [(item, None) for item in fetched])  # set-based, one pass
             affected: set[str] = set()
             # when each tag was last written, read once (not once per tag)
             updated = dict(
@@ -248,10 +247,13 @@ class Reconciler:
                 .tuples()
                 .all()
             )
-            for tag, digest in current.items():
-                if tag in updated and _after(updated[tag], walk_started):
-                    continue  # an event moved it after we listed: newer than our view
-                affected |= indexer.set_tag(session, repo, tag, digest, sync=False)
+            pointers = [
+                (repo, tag, digest)
+                for tag, digest in current.items()
+                # an event that moved a tag after we listed it is newer than our view
+                if not (tag in updated and _after(updated[tag], walk_started))
+            ]
+            affected |= indexer.set_tags(session, pointers, sync=False).get(repo.id, set())
             stale_tags = session.scalars(
                 select(Tag).where(
                     Tag.repository_id == repo.id,

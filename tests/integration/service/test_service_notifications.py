@@ -325,14 +325,14 @@ def test_a_batch_with_a_failing_event_keeps_the_others(env: Env, monkeypatch: py
     from ecr_oci.server.services import index as index_module
 
     pushed = {f"0.{i}.0": push_image(env, f"0.{i}.0", i) for i in range(3)}
-    store = index_module.Indexer.store
+    store_many = index_module.Indexer.store_many
 
-    def store_or_fail(self: Any, session: Any, fetched: Any, *, tag: str | None = None) -> Any:
-        if tag == "0.1.0":
+    def store_or_fail(self: Any, session: Any, manifests: Any, **kwargs: Any) -> Any:
+        if any(tag == "0.1.0" for _, tag in manifests):
             raise RuntimeError("bad event")
-        return store(self, session, fetched, tag=tag)
+        return store_many(self, session, manifests, **kwargs)
 
-    monkeypatch.setattr(index_module.Indexer, "store", store_or_fail)
+    monkeypatch.setattr(index_module.Indexer, "store_many", store_or_fail)
     result = env.handle(*[push_event(env, d, t) for t, d in pushed.items()])
     assert result == {"recorded": 3, "indexed": 2, "deferred": 1}
     assert env.versions() == {t: d for t, d in pushed.items() if t != "0.1.0"}

@@ -25,6 +25,7 @@ from ecr_oci.server.services.index import (
     Indexer,
     classify,
     is_version_tag,
+    repository_row,
     requirement_name,
     tag_subject,
 )
@@ -174,6 +175,78 @@ def test_settings_file_then_environment(tmp_path: Path, monkeypatch: pytest.Monk
     config.write_text("unknown = 1")
     with pytest.raises(SettingsError, match="invalid settings"):
         Settings.load(config)
+
+
+def _index_rows(engine: Any) -> dict[str, list[tuple[Any, ...]]]:
+    """What the index holds, without ids and times (they differ between two ways of writing)."""
+    queries = {
+        "manifest": "SELECT digest, kind, subject_digest, details FROM manifest ORDER BY digest",
+        "tag": "SELECT name, digest FROM tag ORDER BY name",
+        "version": "SELECT tag, image_digest, bundle_digest, description, keywords_text, authors_text, "
+        "total_size, created FROM version ORDER BY tag",
+        "platform": "SELECT v.tag, p.os, p.architecture, p.digest FROM platform p "
+        "JOIN version v ON v.id = p.version_id ORDER BY v.tag, p.id",
+        "layer": "SELECT v.tag, l.role, l.digest, l.size FROM layer l JOIN version v ON v.id = l.version_id "
+        "ORDER BY v.tag, l.id",
+        "keyword": "SELECT v.tag, k.keyword FROM version_keyword k JOIN version v ON v.id = k.version_id "
+        "ORDER BY 1, 2",
+        "requirement": "SELECT v.tag, r.name, r.spec FROM version_requirement r "
+        "JOIN version v ON v.id = r.version_id ORDER BY 1, 2",
+        "search": "SELECT v.tag FROM version_search s JOIN version v ON v.id = s.rowid "
+        "WHERE version_search MATCH 'thing' ORDER BY 1",
+    }
+    with engine.connect() as conn:
+        return {name: [tuple(r) for r in conn.execute(text(sql))] for name, sql in queries.items()}
+
+
+def test_a_batch_writes_what_one_by_one_writes() -> None:
+    """``store_many`` (the worker's set-based write) gives the rows that storing each manifest in
+    turn gives: images and an index under version tags, a bundle for one of them, a tag move."""
+    index_details = {
+        "platforms": [
+            {"os": "linux", "architecture": "amd64", "digest": IMAGE},
+            {"os": "linux", "architecture": "arm64", "variant": "v8", "digest": OTHER},
+        ],
+        "base_layers": [{"mediaType": "x", "digest": OTHER, "size": 3}],
+    }
+    image_details = {
+        "platforms": [{"os": "linux", "architecture": "arm64", "digest": IMAGE}],
+        "base_layers": [],
+    }
+    second = "sha256:" + "4" * 64
+    steps: list[tuple[FetchedManifest, str | None]] = [
+        (_fetched(IMAGE, "image", image_details), "1.0.0"),
+        (_fetched(BUNDLE, "bundle", {"config": _bundle_config()}, subject=IMAGE), None),
+        (_fetched(second, "index", index_details), "2.0.0"),
+        (_fetched(OTHER, "image", image_details), "latest"),
+    ]
+    moves = [("waggle/x", "1.1.0", IMAGE), ("waggle/x", "latest", second)]  # a new tag, a moved one
+    rows = []
+    for batched in (False, True):
+        engine = make_engine("sqlite://")
+        upgrade(engine)
+        sessions = session_factory(engine, write=True)
+        indexer = Indexer(None, sessions)  # type: ignore[arg-type]  # storing never reads the registry
+        with sessions.begin() as session:
+            indexer.store_many(session, steps[:1])  # something indexed before the batch
+        with sessions.begin() as session:
+            if batched:
+                indexer.store_many(session, steps[1:3])
+                indexer.store_many(session, steps[3:], tags=moves)
+            else:
+                for fetched, tag in steps[1:]:
+                    indexer.store(session, fetched, tag=tag)
+                repo = repository_row(session, "waggle/x")
+                for _, tag, digest in moves:
+                    indexer.set_tag(session, repo, tag, digest)
+        rows.append(_index_rows(engine))
+    assert rows[0] == rows[1]
+    assert [v[:3] for v in rows[1]["version"]] == [
+        ("1.0.0", IMAGE, BUNDLE),
+        ("1.1.0", IMAGE, BUNDLE),
+        ("2.0.0", second, None),
+    ]
+    assert rows[1]["search"] == [("1.0.0",), ("1.1.0",)]
 
 
 def test_errors_are_json_without_tracebacks() -> None:
