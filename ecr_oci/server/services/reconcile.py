@@ -35,7 +35,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from ecr_oci.digest import Digest
 from ecr_oci.errors import RegistryError
-from ecr_oci.oci.referrers import referrers_from_api
+from ecr_oci.oci.referrers import referrer_tag_subjects, referrers_from_api, repair_fallback_index
 from ecr_oci.oci.registry import RegistryClient
 from ecr_oci.server.db.models import ManifestRow, Repository, Tag, Version, utcnow
 from ecr_oci.server.services.index import (
@@ -68,6 +68,8 @@ class ReconcileReport:
     removed_manifests: int = 0
     removed_tags: int = 0
     removed_repositories: int = 0
+    #: Referrer entries put back into fallback indexes that lost them to concurrent attaches.
+    mended: int = 0
     errors: list[str] = field(default_factory=list)
     seconds: float = 0.0
     skipped: bool = False
@@ -77,7 +79,8 @@ class ReconcileReport:
             return "skipped: another reconcile holds the lock"
         return (
             f"{self.repositories} repositories, {self.tags} tags, {self.fetched} manifests fetched, "
-            f"{self.removed_manifests + self.removed_tags} removed, {len(self.errors)} errors "
+            f"{self.removed_manifests + self.removed_tags} removed, {self.mended} referrers mended, "
+            f"{len(self.errors)} errors "
             f"in {self.seconds:.1f} s"
         )
 
@@ -89,6 +92,7 @@ class ReconcileReport:
             "removed_manifests": self.removed_manifests,
             "removed_tags": self.removed_tags,
             "removed_repositories": self.removed_repositories,
+            "mended": self.mended,
             "errors": self.errors,
             "seconds": round(self.seconds, 3),
             "skipped": self.skipped,
@@ -196,6 +200,8 @@ class Reconciler:
     ) -> bool | None:
         client = indexer.client
         tags = client.list_tags(repository)
+        if referrers_api is not True:
+            _mend(client, repository, tags, report)
         heads = dict(zip(tags, pool.map(lambda t: indexer.current_digest(repository, t), tags), strict=True))
         current = {tag: str(d) for tag, d in heads.items() if d is not None}
         report.tags += len(current)
@@ -286,6 +292,19 @@ class Reconciler:
             affected |= set(session.scalars(select(Version.tag).where(Version.repository_id == repo.id)))
             sync_versions(session, repo, affected | set(current))
         return referrers_api
+
+
+def _mend(client: RegistryClient, repository: str, tags: list[str], report: ReconcileReport) -> None:
+    """Put referrers lost from fallback indexes (concurrent attaches race on them) back, from
+    their own tags, so that tools reading only the index (oras, cosign) see them all."""
+    for fallback in sorted(referrer_tag_subjects(tags)):
+        subject = Digest.parse("sha256:" + fallback.removeprefix("sha256-"))
+        try:
+            report.mended += repair_fallback_index(client, repository, subject, tags=tags)
+        except RegistryError as err:
+            if err.status is None:
+                raise  # the registry went away: end the pass
+            report.errors.append(f"{repository} {fallback}: {err}")
 
 
 def _after(moment: datetime, reference: datetime) -> bool:

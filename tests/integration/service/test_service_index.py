@@ -330,3 +330,59 @@ def test_killed_during_a_burst_of_50_pushes_then_reconcile_equals_registry(
         )
         == 50
     )
+
+
+def test_fifty_concurrent_profiles_are_listed_and_the_fallback_index_mended(
+    service_env: ServiceEnv, tmp_path: Path, tool: Callable[[str], str]
+) -> None:
+    """Issue 6: 50 concurrent ``profile attach`` to one platform manifest. The service's OCI
+    referrers endpoint (the referrers API it serves) lists all 50; the registry's tag-schema
+    fallback index, which concurrent read-modify-writes may have left short, lists all 50 after
+    the service's reconcile mends it — as ``oras discover`` (which reads only that index) shows."""
+    from ecr_oci.mediatypes import MediaType
+    from ecr_oci.profile import Profile, attach_profile
+
+    pushed = push(service_env, tmp_path, _name("fifty"))
+    ref = Reference.parse(pushed.image_reference)
+    subjects: set[str] = set()
+    errors: list[BaseException] = []
+
+    def attach(number: int) -> None:
+        profile = Profile.model_validate(
+            {"device": {"name": f"dev-{number:02d}", "arch": "linux/amd64"}, "measures": {"wall_s": 1.0}}
+        )
+        try:
+            with RegistryClient(service_env.registry.host, insecure=True) as own:
+                subjects.add(str(attach_profile(own, ref, profile).subject))
+        except BaseException as err:  # reported below
+            errors.append(err)
+
+    threads = [threading.Thread(target=attach, args=(n,)) for n in range(50)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == [] and len(subjects) == 1
+    subject = subjects.pop()
+    url = f"{service_env.service.url}/v2/{ref.repository}/referrers/{subject}"
+    deadline = time.monotonic() + 60
+    listed: list[Any] = []
+    while time.monotonic() < deadline:
+        listed = httpx.get(url, params={"artifactType": MediaType.PROFILE}, timeout=10).json()["manifests"]
+        if len(listed) == 50:
+            break
+        time.sleep(0.3)
+    assert len(listed) == 50, f"the service lists {len(listed)} of 50 profiles"
+    report = reconcile(service_env)
+    assert report["errors"] == []
+    fallback = "sha256-" + subject.removeprefix("sha256:")
+    with RegistryClient(service_env.registry.host, insecure=True) as client:
+        entries = client.get_manifest(ref.repository, fallback).as_index().manifests
+    assert len([e for e in entries if e.artifactType == MediaType.PROFILE]) == 50
+    discovered = subprocess.run(
+        [tool("oras"), "discover", "--plain-http", "--format", "json", "--artifact-type", str(MediaType.PROFILE),
+         f"{service_env.registry.host}/{ref.repository}@{subject}"],
+        capture_output=True, text=True, check=True, timeout=60,
+    )  # fmt: skip
+    found = json.loads(discovered.stdout)
+    assert len(found.get("referrers", found.get("manifests", []))) == 50
