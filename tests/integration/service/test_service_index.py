@@ -379,9 +379,10 @@ def test_fifty_concurrent_profiles_are_listed_and_the_fallback_index_mended(
     with RegistryClient(service_env.registry.host, insecure=True) as client:
         entries = client.get_manifest(ref.repository, fallback).as_index().manifests
     assert len([e for e in entries if e.artifactType == MediaType.PROFILE]) == 50
+    target = f"{service_env.registry.host}/{ref.repository}@{subject}"
     discovered = subprocess.run(
-        [tool("oras"), "discover", "--plain-http", "--format", "json", "--artifact-type", str(MediaType.PROFILE),
-         f"{service_env.registry.host}/{ref.repository}@{subject}"],
+        [tool("oras"), "discover", "--plain-http", "--format", "json",
+         "--artifact-type", str(MediaType.PROFILE), target],
         capture_output=True, text=True, check=True, timeout=60,
     )  # fmt: skip
     found = json.loads(discovered.stdout)
