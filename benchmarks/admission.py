@@ -35,6 +35,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from benchmarks.images import push_tiny_image
 from benchmarks.machine import describe_machine
 from benchmarks.report import write_section
 
@@ -66,8 +67,6 @@ def say(message: str) -> None:
 def _push_signed_image(host: str, key_pem: bytes) -> tuple[str, str]:
     """One small image as bench/plugin:1.0, signed and approved for :data:`DEPLOYMENT`;
     returns (by tag, by digest)."""
-    from ecr_oci.digest import Digest
-    from ecr_oci.mediatypes import MediaType
     from ecr_oci.oci.registry import RegistryClient
     from ecr_oci.reference import Reference
     from ecr_oci.signing.approval import approve_image
@@ -76,39 +75,12 @@ def _push_signed_image(host: str, key_pem: bytes) -> tuple[str, str]:
 
     key = load_private_key(key_pem, b"", source="bench.key")
     with RegistryClient(host, insecure=True) as client:
-        layer = client.push_blob_bytes("bench/plugin", b"layer-bytes")
-        config = json.dumps(
-            {
-                "architecture": "amd64",
-                "os": "linux",
-                "rootfs": {"type": "layers", "diff_ids": [str(layer.digest)]},
-            }
-        ).encode()
-        config_desc = client.push_blob_bytes("bench/plugin", config)
-        manifest = json.dumps(
-            {
-                "schemaVersion": 2,
-                "mediaType": str(MediaType.OCI_MANIFEST),
-                "config": {
-                    "mediaType": "application/vnd.oci.image.config.v1+json",
-                    "digest": str(config_desc.digest),
-                    "size": config_desc.size,
-                },
-                "layers": [
-                    {
-                        "mediaType": "application/vnd.oci.image.layer.v1.tar",
-                        "digest": str(layer.digest),
-                        "size": layer.size,
-                    }
-                ],
-            }
-        ).encode()
-        client.put_manifest("bench/plugin", "1.0", manifest, str(MediaType.OCI_MANIFEST))
+        digest, _ = push_tiny_image(client, "bench/plugin", "1.0")
         ref = Reference.parse(f"{host}/bench/plugin:1.0")
         sign_image(client, ref, key)
         now = datetime.now(UTC)
         approve_image(client, ref, key, deployment=DEPLOYMENT, now=now, expires=now + timedelta(days=1))
-    return str(ref), f"{host}/bench/plugin@{Digest.of(manifest)}"
+    return str(ref), f"{host}/bench/plugin@{digest}"
 
 
 #: The bearer token the webhook requires (the API server would send it).

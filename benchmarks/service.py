@@ -45,6 +45,7 @@ from typing import Any
 
 from sqlalchemy import Engine, insert, text
 
+from benchmarks.images import push_tiny_image
 from benchmarks.machine import describe_machine
 from benchmarks.report import write_section
 from ecr_oci.server.db.engine import make_engine, session_factory
@@ -470,44 +471,12 @@ def _cpu_seconds(pid: int | None) -> float | None:
 
 def _push_images(client: Any, events: int) -> list[tuple[str, str, Any, int]]:
     """``events`` small tagged images (10 tags per repository); (repository, tag, digest, size)."""
-    from ecr_oci.digest import Digest
-    from ecr_oci.mediatypes import MediaType
 
-    layer = b"layer-bytes"
     pushed = []
     for i in range(events):
-        repository = f"bench/plugin-{i // 10}"
-        config = json.dumps(
-            {
-                "architecture": "amd64",
-                "os": "linux",
-                "rootfs": {"type": "layers", "diff_ids": [str(Digest.of(layer))]},
-                "config": {"Env": [f"N={i}"]},
-            }
-        ).encode()
-        config_desc = client.push_blob_bytes(repository, config)
-        layer_desc = client.push_blob_bytes(repository, layer)
-        manifest = json.dumps(
-            {
-                "schemaVersion": 2,
-                "mediaType": str(MediaType.OCI_MANIFEST),
-                "config": {
-                    "mediaType": "application/vnd.oci.image.config.v1+json",
-                    "digest": str(config_desc.digest),
-                    "size": config_desc.size,
-                },
-                "layers": [
-                    {
-                        "mediaType": "application/vnd.oci.image.layer.v1.tar",
-                        "digest": str(layer_desc.digest),
-                        "size": layer_desc.size,
-                    }
-                ],
-            }
-        ).encode()
-        tag = f"1.0.{i % 10}"
-        client.put_manifest(repository, tag, manifest, str(MediaType.OCI_MANIFEST))
-        pushed.append((repository, tag, Digest.of(manifest), len(manifest)))
+        repository, tag = f"bench/plugin-{i // 10}", f"1.0.{i % 10}"
+        digest, size = push_tiny_image(client, repository, tag, env=[f"N={i}"])
+        pushed.append((repository, tag, digest, size))
     return pushed
 
 
