@@ -97,7 +97,7 @@ $(VENV)/.stamp: requirements.lock pyproject.toml
 
 go-tools: ## Build oras, crane, cosign and hey into .tools/bin (needs Go; cosign takes minutes)
 ifeq ($(GO),)
-	@echo "warning: go not found: oras, crane and cosign are not built; the tests that use them fail" >&2
+	@echo "warning: go not found: oras, crane, cosign and hey are not built; the tests and benchmarks that use them fail" >&2
 else
 go-tools: $(GO_STAMPS)
 endif

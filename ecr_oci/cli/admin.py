@@ -42,7 +42,6 @@ from ecr_oci.cli.service_api import ServiceApi, ServiceApiError, service_credent
 __all__ = ["admin"]
 
 F = TypeVar("F", bound=Callable[..., Any])
-_TIMEOUT = 30.0
 _DURATION = re.compile(r"^(\d{1,5})([hdw])$")
 
 

@@ -81,13 +81,13 @@ def referrers_from_api(
     return list(raw.as_index(url=str(response.url)).manifests)
 
 
-def referrer_tag_subjects(tags: list[str]) -> set[str]:
-    """The fallback tags (``sha256-<subject hex>``) that have referrer tags among ``tags``."""
-    found = set()
+def referrer_tag_subjects(tags: list[str]) -> dict[str, list[str]]:
+    """The referrer tags among ``tags``, by their fallback tag (``sha256-<subject hex>``)."""
+    found: dict[str, list[str]] = {}
     for tag in tags:
         head, dot, suffix = tag.rpartition(".")
         if dot and head.startswith("sha256-") and len(suffix) == _REFERRER_TAG_HEX:
-            found.add(head)
+            found.setdefault(head, []).append(tag)
     return found
 
 

@@ -10,8 +10,7 @@ What it wires (routes → services → storage, STYLE.md §9):
 - ``app.state.settings``; ``app.state.engine``; ``app.state.sessions`` (read sessions) and
   ``app.state.write_sessions`` (``BEGIN IMMEDIATE`` on SQLite, see ``db.engine``);
   ``app.state.registry_client()`` → a new :class:`RegistryClient` for the configured registry
-  (the caller closes it); ``app.state.notification_client`` (:class:`SharedClient`: one client
-  kept alive across notification requests) and ``app.state.blob_cache`` (small immutable blobs);
+  (the caller closes it); ``app.state.blob_cache`` (small immutable blobs);
   ``app.state.reconciler`` (one reconcile at a time in this process); ``app.state.event_queue``
   (:class:`EventQueue`: the indexing worker over the ``pending_event`` table; a process of its
   own with ``index_process``, unless the database is in memory or ``registry_client`` is given).
@@ -100,7 +99,6 @@ def create_app(settings: Settings, *, registry_client: RegistryClientFactory | N
     app.state.sessions = session_factory(engine)
     app.state.write_sessions = session_factory(engine, write=True)
     app.state.registry_client = client_factory
-    app.state.notification_client = shared
     app.state.blob_cache = BlobCache()
     app.state.reconciler = Reconciler(app.state.write_sessions, client_factory)
     app.state.rules = RuleCache(recheck=settings.rules_recheck)
@@ -131,10 +129,10 @@ def create_app(settings: Settings, *, registry_client: RegistryClientFactory | N
 
 
 class SharedClient:
-    """One registry client kept alive across notification requests: its connections (and TLS
-    sessions, and the auth token) are reused instead of being set up again per event (a new
-    client costs a TLS context, a TCP connect and a token round trip). Made on first use,
-    closed when the app stops; httpx clients are thread-safe."""
+    """One registry client kept alive for a worker (the indexing queue's thread, the admission
+    webhook): its connections (and TLS sessions, and the auth token) are reused instead of being
+    set up again per event (a new client costs a TLS context, a TCP connect and a token round
+    trip). Made on first use, closed when the app stops; httpx clients are thread-safe."""
 
     def __init__(self, factory: RegistryClientFactory) -> None:
         self._factory = factory

@@ -328,7 +328,7 @@ def delete_principal(session: Session, name: str, *, actor: str | None = None) -
     """Delete ``name`` with its tokens, memberships, scope and grants; namespaces it owned keep
     no owner. The last admin cannot be deleted (nobody could manage the service any more)."""
     principal = get_principal(session, name)
-    if principal.is_admin and _admin_count(session) <= 1:
+    if principal.is_admin and not principal.disabled and _admin_count(session) <= 1:
         raise ConflictError("the last admin cannot be deleted", code="LAST_ADMIN")
     pid = principal.id
     # explicit deletes: SQLite enforces ON DELETE only with foreign keys on, and this is clearer

@@ -122,8 +122,9 @@ def _insert(session: Session, table: Any) -> Any:
     return sqlite.insert(table)
 
 
-def record_events(session: Session, events: list[NotificationEvent]) -> int:
-    """Keep the events that count as activity; returns how many were new (duplicates skipped).
+def record_events(session: Session, events: list[NotificationEvent]) -> set[str]:
+    """Keep the events that count as activity; returns the ids of those that were new (a
+    redelivered or duplicate event is skipped).
 
     Why Core and ``ON CONFLICT DO NOTHING`` (no ORM objects, no savepoint per event): this runs in
     every ``POST /events``, and the ORM's unit of work plus a savepoint per event cost ~0.5 ms of
@@ -136,7 +137,7 @@ def record_events(session: Session, events: list[NotificationEvent]) -> int:
         if event.counts_as_activity():
             kept.setdefault(event.id, event)
     if not kept:
-        return 0
+        return set()
     rows: list[dict[str, Any]] = [
         {
             "event_id": event.id,
@@ -155,7 +156,7 @@ def record_events(session: Session, events: list[NotificationEvent]) -> int:
     statement = _insert(session, Event.__table__).on_conflict_do_nothing(index_elements=["event_id"])
     new = set(session.scalars(statement.returning(Event.event_id), rows))
     if not new:
-        return 0
+        return new
     audits = []
     for row in rows:
         if row["event_id"] not in new:
@@ -173,7 +174,7 @@ def record_events(session: Session, events: list[NotificationEvent]) -> int:
             }
         )
     session.execute(insert(cast(Table, AuditRecord.__table__)), audits)
-    return len(new)
+    return new
 
 
 def pull_counts(session: Session, repository: str) -> dict[str, int]:

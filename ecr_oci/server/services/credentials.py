@@ -148,21 +148,23 @@ class Authenticator:
         return found[0] if found is not None and found[1] > time.monotonic() else None
 
     def authenticate(self, session: Session, username: str, secret: str) -> Identity | None:
-        key = self._identity_key(username, secret)
-        now_s = time.monotonic()
-        with self._lock:
-            cached = self._identities.get(key)
-        if cached is not None and cached[1] > now_s:
-            return cached[0]
-        found = self._authenticate(session, username, secret)
-        if found is not None and self.identity_ttl > 0:
-            with self._lock:
-                if len(self._identities) >= _VERIFIED_MAX:
-                    self._identities = {k: v for k, v in self._identities.items() if v[1] > now_s}
-                    if len(self._identities) >= _VERIFIED_MAX:
-                        self._identities.clear()
-                self._identities[key] = (found, now_s + self.identity_ttl)
+        found = self.cached(username, secret)
+        if found is None:
+            found = self._authenticate(session, username, secret)
+            self._remember(username, secret, found)
         return found
+
+    def _remember(self, username: str, secret: str, found: Identity | None) -> None:
+        """Keep a successful login for ``identity_ttl`` seconds (failures are never kept)."""
+        if found is None or self.identity_ttl <= 0:
+            return
+        now = time.monotonic()
+        with self._lock:
+            if len(self._identities) >= _VERIFIED_MAX:
+                self._identities = {k: v for k, v in self._identities.items() if v[1] > now}
+                if len(self._identities) >= _VERIFIED_MAX:
+                    self._identities.clear()
+            self._identities[self._identity_key(username, secret)] = (found, now + self.identity_ttl)
 
     def _authenticate(self, session: Session, username: str, secret: str) -> Identity | None:
         now = datetime.now(UTC)
@@ -196,9 +198,14 @@ class Authenticator:
         return dataclasses.replace(identity_of(session, principal), method="assertion")
 
     def authenticate_bearer(self, session: Session, token: str) -> Identity | None:
-        """An API token sent as ``Authorization: Bearer <token>`` (the service API)."""
-        parsed = parse_token(token)
-        return None if parsed is None else self._by_token(session, None, parsed, datetime.now(UTC))
+        """An API token sent as ``Authorization: Bearer <token>`` (the service API); remembered
+        like a basic login (under no name: the token alone identifies its principal)."""
+        found = self.cached("", token)
+        if found is None:
+            parsed = parse_token(token)
+            found = None if parsed is None else self._by_token(session, None, parsed, datetime.now(UTC))
+            self._remember("", token, found)
+        return found
 
     def _by_token(
         self, session: Session, username: str | None, parsed: tuple[int, str], now: datetime

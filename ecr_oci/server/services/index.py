@@ -455,7 +455,8 @@ class Indexer:
         The result is what storing them one by one gives, provided each (repository, digest) and
         each (repository, tag) occurs once (``notifications`` splits its batches so; a repeat is
         applied as the last one). New manifest rows of kinds without signatures or a profile need
-        no side rows; a manifest already indexed is updated and its side rows rewritten.
+        no side rows; the others (signatures, attestations, profiles) and every manifest already
+        indexed are updated and their side rows rewritten per row, through the ORM.
         """
         if not manifests and not tags:
             return

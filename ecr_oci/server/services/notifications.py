@@ -42,10 +42,11 @@ from dataclasses import dataclass
 from typing import cast
 
 from sqlalchemy import Table, delete, insert, select
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from ecr_oci.digest import Digest
-from ecr_oci.errors import Error
+from ecr_oci.errors import Error, RegistryError
 from ecr_oci.oci.registry import RegistryClient
 from ecr_oci.server.db.models import ManifestRow, PendingEvent, Repository, Tag, utcnow
 from ecr_oci.server.services.activity import NotificationEvent, record_events
@@ -257,8 +258,15 @@ def _groups(work: list[NotificationEvent]) -> list[list[tuple[int, NotificationE
     return list(groups.values())
 
 
+def _transient(err: BaseException) -> bool:
+    """A failure that retrying the batch may cure: the database (a lock timeout, a deadlock, a
+    lost connection) or a registry that cannot be reached. Queued events that meet one stay
+    queued; only a failure of the event's own content sends it to reconcile."""
+    return isinstance(err, DBAPIError) or (isinstance(err, RegistryError) and err.status is None)
+
+
 def _plan_group(
-    indexer: Indexer, group: list[tuple[int, NotificationEvent]], known: _Known
+    indexer: Indexer, group: list[tuple[int, NotificationEvent]], known: _Known, *, requeue: bool
 ) -> tuple[list[tuple[int, _Step]], int]:
     steps: list[tuple[int, _Step]] = []
     failed = 0
@@ -266,6 +274,8 @@ def _plan_group(
         try:
             steps.append((i, _plan(indexer, event, known)))
         except Exception as err:
+            if requeue and _transient(err):
+                raise
             failed += 1
             _failed(event, err)
     return steps, failed
@@ -299,14 +309,17 @@ def handle_events(
             with sessions() as session:
                 known = _Known(session, work)
         except Exception as err:
+            if done:
+                raise  # the queue keeps them: the worker retries the batch
             log.error("could not read the index for %d events; left for reconcile", len(work), exc_info=err)
             work, deferred, known = [], len(work), None
         groups = _groups(work)
+        requeue = bool(done)
         if known is not None and groups:
             if pool is None or len(groups) == 1:
-                results = [_plan_group(indexer, g, known) for g in groups]
+                results = [_plan_group(indexer, g, known, requeue=requeue) for g in groups]
             else:
-                results = list(pool.map(lambda g: _plan_group(indexer, g, known), groups))
+                results = list(pool.map(lambda g: _plan_group(indexer, g, known, requeue=requeue), groups))
             for steps, failed in results:
                 planned += steps
                 deferred += failed
@@ -357,7 +370,7 @@ def _write(
         if record:
             try:
                 with session.begin_nested():
-                    recorded = record_events(session, events)
+                    recorded = len(record_events(session, events))
             except Exception:
                 log.exception(
                     "could not record %d events (activity only; the index is unaffected)", len(events)
@@ -368,6 +381,8 @@ def _write(
                     _apply_run(indexer, session, run)
                     session.flush()
                 except Exception as err:
+                    if done and _transient(err):
+                        raise
                     raise _StepFailed from err
                 indexed += len(run)
                 # written: let the ORM forget the rows, or every later flush walks them all again
@@ -378,6 +393,8 @@ def _write(
                     _apply(indexer, session, run[0])
                 indexed += 1
             except Exception as err:
+                if done and _transient(err):
+                    raise
                 failed += 1
                 _failed(run[0].event, err)
         if done:
@@ -389,13 +406,14 @@ def enqueue_events(events: list[NotificationEvent], sessions: sessionmaker[Sessi
     """What ``POST /events`` does now: record the activity and queue the manifest pushes and
     deletes for the indexing worker, in one write transaction (no registry read). Raises when the
     database cannot be written (the registry then retries the delivery)."""
-    work = [e for e in events if is_work(e)]
     with sessions.begin() as session:
-        recorded = record_events(session, events)
+        new = record_events(session, events)
+        # a redelivery (the registry retries until it gets a 2xx) is not queued again
+        work = [e for e in events if is_work(e) and (e.id in new or not e.counts_as_activity())]
         if work:  # Core, one executemany: no ORM objects on the hot path
             now = utcnow()
             session.execute(
                 insert(cast(Table, PendingEvent.__table__)),
                 [{"event_id": e.id, "payload": e.model_dump_json(), "received_at": now} for e in work],
             )
-    return {"recorded": recorded, "queued": len(work)}
+    return {"recorded": len(new), "queued": len(work)}

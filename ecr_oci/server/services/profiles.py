@@ -264,7 +264,7 @@ def _run_metrics(raw: object) -> dict[str, dict[str, float | int | None]]:
 
 def sync_profile(session: Session, row: ManifestRow) -> None:
     """Rewrite the run of one manifest from its ``details`` (a valid profile with a subject), then
-    the summaries of its subject. Cheap for any other manifest (one DELETE that matches nothing)."""
+    the summaries of its subject. For any other manifest: one SELECT that finds no run."""
     old = session.scalar(select(ProfileRun.subject_digest).where(ProfileRun.manifest_id == row.id))
     profile = row.details.get("profile") if row.kind == "profile" else None
     if old is None and not (isinstance(profile, dict) and row.subject_digest):

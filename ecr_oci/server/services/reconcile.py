@@ -297,10 +297,10 @@ class Reconciler:
 def _mend(client: RegistryClient, repository: str, tags: list[str], report: ReconcileReport) -> None:
     """Put referrers lost from fallback indexes (concurrent attaches race on them) back, from
     their own tags, so that tools reading only the index (oras, cosign) see them all."""
-    for fallback in sorted(referrer_tag_subjects(tags)):
+    for fallback, referrer_tags in sorted(referrer_tag_subjects(tags).items()):
         subject = Digest.parse("sha256:" + fallback.removeprefix("sha256-"))
         try:
-            report.mended += repair_fallback_index(client, repository, subject, tags=tags)
+            report.mended += repair_fallback_index(client, repository, subject, tags=referrer_tags)
         except RegistryError as err:
             if err.status is None:
                 raise  # the registry went away: end the pass

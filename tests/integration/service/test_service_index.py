@@ -275,10 +275,11 @@ def test_same_events_twice_and_out_of_order_change_nothing(
         }
     )
     body = json.dumps({"events": list(reversed(events))}).encode()
-    for _ in range(2):
+    for delivery in range(2):
         response = _post(service_env, body, service_env.service.secret)
         assert response.status_code == 202, response.text
-        assert response.json()["queued"] == len(events)
+        # the registry redelivers until it gets a 2xx: the same events are queued once
+        assert response.json()["queued"] == (len(events) if delivery == 0 else 0)
     index.wait_drained()
     assert index.snapshot() == before
 

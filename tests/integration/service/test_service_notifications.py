@@ -336,3 +336,33 @@ def test_a_batch_with_a_failing_event_keeps_the_others(env: Env, monkeypatch: py
     result = env.handle(*[push_event(env, d, t) for t, d in pushed.items()])
     assert result == {"recorded": 3, "indexed": 2, "deferred": 1}
     assert env.versions() == {t: d for t, d in pushed.items() if t != "0.1.0"}
+
+
+def test_queued_events_stay_queued_while_the_registry_cannot_be_reached(env: Env) -> None:
+    """A registry outage is not the events' fault: the batch stays queued and is indexed once the
+    registry answers again (only an event's own bad content sends it to reconcile)."""
+    from ecr_oci.devenv.registry import free_port
+    from ecr_oci.server.db.models import PendingEvent
+    from ecr_oci.server.services.queue import EventQueue, pending_count
+
+    pushed = {f"0.{i}.0": push_image(env, f"0.{i}.0", i) for i in range(3)}
+    sessions = session_factory(env.engine, write=True)
+    with sessions.begin() as session:
+        for tag, digest in pushed.items():
+            payload = push_event(env, digest, tag)
+            session.add(PendingEvent(event_id=payload["id"], payload=json.dumps(payload)))
+    dead = RegistryClient(f"127.0.0.1:{free_port()}", insecure=True, retries=0, timeout=2.0)
+    live = RegistryClient(env.registry.host, insecure=True)
+    current = [dead]
+    queue = EventQueue(sessions, lambda: current[0], workers=2)
+    queue.start()
+    try:
+        time.sleep(2.5)  # a few batches tried against the dead address
+        assert pending_count(sessions) == 3 and env.versions() == {}
+        current[0] = live
+        queue.wait_drained()
+    finally:
+        queue.stop()
+        dead.close()
+        live.close()
+    assert env.versions() == pushed
