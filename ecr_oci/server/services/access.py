@@ -72,6 +72,8 @@ Level = Literal["pull", "push", "admin"]
 #: Levels from weakest to strongest.
 LEVELS: tuple[Level, ...] = ("pull", "push", "admin")
 _RANK = {level: rank for rank, level in enumerate(LEVELS)}
+#: Identities whose visibility one rules snapshot remembers (then it starts over).
+_VISIBLE_MAX = 4096
 _ACTIONS: dict[Level, frozenset[str]] = {
     "pull": frozenset({"pull"}),
     "push": frozenset({"pull", "push"}),
@@ -127,6 +129,9 @@ class RuleSet:
     #: ("principal"|"team", name) -> {namespace or repository -> level}; a key without "/" is a
     #: whole namespace.
     grants: dict[tuple[str, str], dict[str, Level]] = field(default_factory=dict)
+    #: ``visibility()`` per identity: a snapshot never changes (a change makes a new RuleSet), and
+    #: the walk over every namespace and grant would otherwise run on each API request.
+    _visible: dict[Identity, Visibility] = field(default_factory=dict, repr=False, compare=False)
 
     def is_public(self, repository: str) -> bool:
         namespace = repository.split("/", 1)[0]
@@ -176,6 +181,14 @@ class RuleSet:
         """What ``identity`` may see in the service: exactly the repositories it may pull."""
         if identity.is_admin:
             return Visibility.everything()
+        found = self._visible.get(identity)
+        if found is None:
+            if len(self._visible) >= _VISIBLE_MAX:
+                self._visible.clear()
+            found = self._visible[identity] = self._compute_visibility(identity)
+        return found
+
+    def _compute_visibility(self, identity: Identity) -> Visibility:
         whole: set[str] = set()
         repositories: set[str] = set()
         hidden: set[str] = set()
