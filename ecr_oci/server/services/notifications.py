@@ -186,12 +186,16 @@ def _runs(steps: list[_Step]) -> list[list[_Step]]:
 
     A run holds consecutive stores and tag moves, each (repository, tag) and (repository,
     digest) at most once, so that writing it at once gives what writing it step by step gives; a
-    forget (a delete) is a run of its own, in its place.
+    forget (a delete) is a run of its own, in its place; a step that does nothing (a replay) joins
+    the current run without cutting it.
     """
     runs: list[list[_Step]] = []
     current: list[_Step] = []
     keys: set[tuple[str, str, str]] = set()
     for step in steps:
+        if step.action == "nothing":
+            current.append(step)
+            continue
         if step.action not in ("store", "tag"):
             if current:
                 runs.append(current)
