@@ -59,6 +59,7 @@ __all__ = [
     "Version",
     "VersionKeyword",
     "VersionRequirement",
+    "aware",
     "utcnow",
 ]
 
@@ -74,6 +75,14 @@ FTS_TABLE = "version_search"
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def aware(when: datetime | None) -> datetime | None:
+    """A stored time with UTC attached when naive: SQLite gives naive datetimes back, and every
+    time is stored as UTC (PostgreSQL gives aware ones, returned as they are)."""
+    if when is not None and when.tzinfo is None:
+        return when.replace(tzinfo=UTC)
+    return when
 
 
 class Base(DeclarativeBase):

@@ -31,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
 from ecr_oci.server.db.accounts import AuditRecord, NamespaceRow, Principal
+from ecr_oci.server.db.models import aware
 from ecr_oci.server.routes.deps import get_identity
 from ecr_oci.server.routes.errors import ErrorBody
 from ecr_oci.server.services import accounts
@@ -229,8 +230,8 @@ def _principal_out(session: Session, principal: Principal) -> PrincipalOut:
         kind=principal.kind,
         admin=principal.is_admin,
         disabled=principal.disabled,
-        expires_at=accounts.aware(principal.expires_at),
-        created_at=accounts.aware(principal.created_at) or principal.created_at,
+        expires_at=aware(principal.expires_at),
+        created_at=aware(principal.created_at) or principal.created_at,
         scope=accounts.robot_scope(session, principal) if principal.kind == "robot" else None,
         teams=accounts.teams_of(session, principal.name),
     )
@@ -244,7 +245,7 @@ def _namespace_out(row: NamespaceRow, owner: str | None) -> NamespaceOut:
 def _audit_out(record: AuditRecord) -> AuditRecordOut:
     return AuditRecordOut(
         id=record.id,
-        time=accounts.aware(record.time) or record.time,
+        time=aware(record.time) or record.time,
         actor=record.actor,
         action=record.action,
         outcome=record.outcome,
@@ -399,7 +400,7 @@ def create_token(name: Name, body: TokenIn, request: Request, caller: Caller) ->
         id=parsed[0],
         principal=name,
         name=body.name,
-        expires_at=accounts.aware(expires_at),
+        expires_at=aware(expires_at),
     )
 
 
@@ -411,8 +412,8 @@ def list_tokens(name: Name, request: Request, caller: Caller) -> list[TokenOut]:
             TokenOut(
                 id=t.id,
                 name=t.name,
-                expires_at=accounts.aware(t.expires_at),
-                created_at=accounts.aware(t.created_at) or t.created_at,
+                expires_at=aware(t.expires_at),
+                created_at=aware(t.created_at) or t.created_at,
             )
             for t in accounts.list_tokens(session, name)
         ]

@@ -47,7 +47,8 @@ from ecr_oci.server.db.accounts import (
     Team,
     TeamMember,
 )
-from ecr_oci.server.services.access import LEVELS, Identity, bump_rules_version, load_rules
+from ecr_oci.server.db.models import aware
+from ecr_oci.server.services.access import LEVELS, Identity, RuleSet, bump_rules_version, load_rules
 from ecr_oci.server.services.audit import AuditEntry, audit_now
 from ecr_oci.server.services.credentials import hash_password, new_api_token
 from ecr_oci.server.services.errors import (
@@ -210,13 +211,6 @@ def _audit(
     detail: dict[str, Any] | None = None,
 ) -> None:
     audit_now(session, AuditEntry(actor=actor, action=action, target=target, detail=detail or {}))
-
-
-def aware(when: datetime | None) -> datetime | None:
-    """``when`` with UTC attached when naive (SQLite gives naive datetimes; they are stored as UTC)."""
-    if when is not None and when.tzinfo is None:
-        return when.replace(tzinfo=UTC)
-    return when
 
 
 def _utc(when: datetime) -> datetime:
@@ -731,18 +725,18 @@ def check_manage(
         target = session.scalar(select(Principal).where(Principal.name == token_for))
         if target is not None and target.kind == "robot":
             scope = robot_scope(session, target)
-            if scope and all(_is_namespace_admin(session, identity, ns) for ns in scope):
+            rules = load_rules(session)
+            if scope and all(_is_namespace_admin(rules, identity, ns) for ns in scope):
                 return
         raise ForbiddenError(f"not allowed: creating tokens for {token_for[:80]!r}")
     if namespace is not None:
-        if _is_namespace_admin(session, identity, namespace):
+        if _is_namespace_admin(load_rules(session), identity, namespace):
             return
         raise ForbiddenError(f"not allowed: managing namespace {namespace[:80]!r}")
     raise ForbiddenError("not allowed: admins only")
 
 
-def _is_namespace_admin(session: Session, identity: Identity, namespace: str) -> bool:
-    rules = load_rules(session)
+def _is_namespace_admin(rules: RuleSet, identity: Identity, namespace: str) -> bool:
     if namespace not in rules.namespaces:
         return False
     # level() knows owners, team grants and a robot's scope (an owner robot outside its scope

@@ -52,6 +52,7 @@ from sqlalchemy.orm import Session
 
 from ecr_oci.node_identity import looks_like_assertion, verify_assertion
 from ecr_oci.server.db.accounts import ApiToken, Principal
+from ecr_oci.server.db.models import aware
 from ecr_oci.server.services.access import Identity, identity_of
 
 __all__ = [
@@ -111,11 +112,8 @@ def new_api_token(
 
 
 def _expired(when: datetime | None, now: datetime) -> bool:
-    if when is None:
-        return False
-    if when.tzinfo is None:  # SQLite returns naive datetimes; we store UTC
-        when = when.replace(tzinfo=UTC)
-    return when <= now
+    stored = aware(when)
+    return stored is not None and stored <= now
 
 
 class Authenticator:
@@ -225,10 +223,9 @@ class Authenticator:
             return None
         if _expired(token.expires_at, now) or _expired(principal.expires_at, now):
             return None
-        expires = token.expires_at
-        if expires is not None and expires.tzinfo is None:  # SQLite gives naive datetimes (UTC)
-            expires = expires.replace(tzinfo=UTC)
-        return dataclasses.replace(identity_of(session, principal), method="token", token_expires=expires)
+        return dataclasses.replace(
+            identity_of(session, principal), method="token", token_expires=aware(token.expires_at)
+        )
 
     def _check(self, stored_hash: str, username: str, password: str) -> bool:
         key = hmac.new(self._key, f"{username}\0{password}\0{stored_hash}".encode(), "sha256").digest()

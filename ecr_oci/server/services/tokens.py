@@ -44,6 +44,7 @@ __all__ = [
     "Scope",
     "ServiceRegistryAuth",
     "TokenIssuer",
+    "new_key_and_certificate",
     "parse_scope",
     "parse_scopes",
 ]
@@ -86,7 +87,9 @@ def parse_scopes(values: Iterable[str]) -> list[Scope]:
     return found
 
 
-def _new_key_and_certificate(issuer: str) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+def new_key_and_certificate(issuer: str) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+    """An EC P-256 key and its self-signed CA certificate (CN ``issuer``, ten years): what a
+    registry's ``rootcertbundle`` holds and a token's ``x5c`` carries."""
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)])
     now = dt.datetime.now(dt.UTC)
@@ -124,7 +127,7 @@ class TokenIssuer:
             if not isinstance(key, ec.EllipticCurvePrivateKey):
                 raise ValueError(f"{key_file}: the token key must be an EC P-256 key")
             return key, x509.load_pem_x509_certificate(cert_file.read_bytes())
-        key, certificate = _new_key_and_certificate(issuer)
+        key, certificate = new_key_and_certificate(issuer)
         key_file.parent.mkdir(parents=True, exist_ok=True)
         cert_file.parent.mkdir(parents=True, exist_ok=True)
         pem = key.private_bytes(

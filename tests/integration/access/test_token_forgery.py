@@ -10,7 +10,6 @@ has won anyway; this proves the *claims* are checked: expiry, audience, issuer, 
 from __future__ import annotations
 
 import base64
-import datetime as dt
 import hashlib
 import hmac
 import json
@@ -21,10 +20,10 @@ from typing import Any
 import jwt
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
+from ecr_oci.server.services.tokens import new_key_and_certificate
 from tests.fixtures.access import AccessEnv, jwt_claims
 
 pytestmark = [
@@ -106,20 +105,7 @@ def test_no_token_is_refused(world):
 
 
 def test_wrong_signing_key(world):
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ecr-oci")])  # same subject as ours
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
+    key, cert = new_key_and_certificate("ecr-oci")  # same subject as ours, another key
     x5c = base64.b64encode(cert.public_bytes(serialization.Encoding.DER)).decode()
     _refused(world, _sign(key, x5c, _claims(world)))
 
