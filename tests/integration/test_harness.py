@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from ecr_oci.devenv import LocalRegistry, free_port
-from ecr_oci.devenv.registry import _parse_log_line
+from ecr_oci.devenv.registry import GO_RUNTIME_DEFAULTS, _parse_log_line
 
 pytestmark = pytest.mark.integration
 
@@ -195,3 +195,16 @@ def test_dev_cli_starts_and_stops_a_background_registry(tmp_path: Path) -> None:
         stopped = dev("registry", "stop")
     assert stopped.returncode == 0 and "stopped" in stopped.stdout, stopped.stderr
     assert dev("registry", "status").returncode == 1
+
+
+def test_registry_runs_with_the_go_runtime_defaults_unless_overridden(registry_factory, monkeypatch) -> None:
+    """Blob reads allocate 4 MiB each in distribution 2.8: the registry we start collects laxer
+    (``GO_RUNTIME_DEFAULTS``); an operator's own GOGC still wins."""
+
+    def environ(reg: LocalRegistry) -> dict[str, str]:
+        raw = Path(f"/proc/{reg.pid}/environ").read_bytes().split(b"\0")
+        return dict(item.decode().split("=", 1) for item in raw if b"=" in item)
+
+    assert {k: environ(registry_factory())[k] for k in GO_RUNTIME_DEFAULTS} == GO_RUNTIME_DEFAULTS
+    monkeypatch.setenv("GOGC", "150")
+    assert environ(registry_factory())["GOGC"] == "150"
