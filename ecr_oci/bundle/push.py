@@ -53,6 +53,7 @@ from ecr_oci.oci.models import (
     Manifest,
     Platform,
     RawManifest,
+    embedded,
     parse_config,
 )
 from ecr_oci.oci.registry import RegistryClient
@@ -416,8 +417,11 @@ def _assemble_platform_images(
         config_bytes = derive_config(
             base_config, appended=in_image, settings=settings, labels=labels, created=created
         ).to_bytes()
-        config_desc = Descriptor(
-            mediaType=MediaType.OCI_CONFIG, digest=Digest.of(config_bytes), size=len(config_bytes)
+        config_desc = embedded(
+            Descriptor(
+                mediaType=MediaType.OCI_CONFIG, digest=Digest.of(config_bytes), size=len(config_bytes)
+            ),
+            config_bytes,
         )
         manifest = derive_manifest(
             base_manifest,
@@ -493,7 +497,7 @@ def _push_bundle_manifest(
     config_desc = pushed.small(config_data)
     manifest = Manifest(
         artifactType=MediaType.BUNDLE,
-        config=config_desc.model_copy(update={"mediaType": MediaType.BUNDLE_CONFIG}),
+        config=embedded(config_desc.model_copy(update={"mediaType": MediaType.BUNDLE_CONFIG}), config_data),
         layers=[
             Descriptor(
                 mediaType=r.mediaType, digest=r.digest, size=r.size, annotations={ROLE_ANNOTATION: r.role}

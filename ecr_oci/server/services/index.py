@@ -46,7 +46,7 @@ from ecr_oci.bundle.spec import _SEMVER_RE  # the one semver rule ecr.yaml versi
 from ecr_oci.digest import Digest
 from ecr_oci.errors import NotFound, RegistryError
 from ecr_oci.mediatypes import MediaType
-from ecr_oci.oci.models import RawManifest
+from ecr_oci.oci.models import RawManifest, embedded_content
 from ecr_oci.oci.registry import RegistryClient
 from ecr_oci.server.db.models import (
     Layer,
@@ -350,7 +350,7 @@ class Indexer:
                 base_layers = _image_layers(json.loads(child))
             return {"platforms": platforms, "base_layers": base_layers}
         if kind == "bundle" and classified.config_digest:
-            data = self._small(repository, Digest.parse(classified.config_digest))
+            data = self._config(repository, document["config"])
             config = BundleConfig.model_validate_json(data)  # only valid configs feed versions
             dumped = config.model_dump(mode="json", by_alias=True, exclude_none=True)
             return {"config": dumped, **declared_profile_details(repository, dumped, self._blob(repository))}
@@ -392,7 +392,7 @@ class Indexer:
         config = document.get("config") or {}
         platform: dict[str, Any] = {"os": None, "architecture": None, "variant": None, "digest": None}
         if config.get("digest"):
-            data = self._small(repository, Digest.parse(str(config["digest"])))
+            data = self._config(repository, config)
             image_config = json.loads(data)
             if isinstance(image_config, dict):
                 platform.update(
@@ -414,6 +414,14 @@ class Indexer:
             return self.client.get_manifest(repository, tag)
         except NotFound:
             return None
+
+    def _config(self, repository: str, descriptor: dict[str, Any]) -> bytes:
+        """A manifest's config: its verified inline copy (OCI 1.1 ``data``: ``ecr-oci push`` embeds
+        small configs, and each blob read costs the registry ~1 ms of CPU), else the blob."""
+        inline = embedded_content(descriptor)
+        return (
+            inline if inline is not None else self._small(repository, Digest.parse(str(descriptor["digest"])))
+        )
 
     def _blob(self, repository: str) -> Callable[[Digest], bytes]:
         return lambda digest: self._small(repository, digest)

@@ -6,6 +6,7 @@ database are shared by the module's tests of one kind; each test pushes to repos
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import subprocess
@@ -210,6 +211,57 @@ def test_signature_referrer_appears_under_the_version(
     found = wait_until(lambda: len(signatures()) >= 2 and signatures(), what="signatures indexed")
     assert ("cosign", None) in found
     assert ("sigstore-bundle", fingerprint) in found
+
+
+def test_push_is_indexed_from_the_manifests_alone(
+    service_env: ServiceEnv, index: Index, tmp_path: Path
+) -> None:
+    """``ecr-oci push`` embeds the image's and the bundle's configs (OCI 1.1 ``data``): the
+    indexer reads neither blob (each read costs the registry ~1 ms of CPU; docs/service.md)."""
+    name = _name("inline")
+    offset = service_env.registry.log_offset()
+    result = push(service_env, tmp_path, name)
+    repository = f"waggle/{name}"
+    wait_until(lambda: (v := index.version(repository, "0.1.0")) and v.bundle_digest, what="the version")
+    with RegistryClient(service_env.registry.host, insecure=True) as client:
+        image = client.get_manifest(repository, result.image_digest).json()
+        bundle = client.get_manifest(repository, result.bundle_digest).json()
+    configs = {image["config"]["digest"], bundle["config"]["digest"]}
+    assert all("data" in document["config"] for document in (image, bundle))
+    version = index.version(repository, "0.1.0")
+    assert version is not None and [(p.os, p.architecture) for p in version.platforms] == [("linux", "amd64")]
+    assert version.description and version.description.startswith("Hello-world")  # from the bundle config
+    read = [
+        r.path for r in service_env.registry.responses(offset) if r.method == "GET" and "/blobs/" in r.path
+    ]
+    assert not [path for path in read if path.rsplit("/", 1)[-1] in configs]
+
+
+def test_inline_config_that_lies_is_not_believed(service_env: ServiceEnv, index: Index) -> None:
+    """A manifest whose inline config differs from its config blob: the blob (what the digest
+    names, and what a node runs) decides the indexed platform."""
+    repository = f"waggle/{_name('lying')}"
+    with RegistryClient(service_env.registry.host, insecure=True) as client:
+        layer = client.push_blob_bytes(repository, b"layer")
+        real = json.dumps({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers"}}).encode()
+        config = client.push_blob_bytes(repository, real)
+        claimed = json.dumps({"architecture": "arm64", "os": "linux", "rootfs": {"type": "layers"}}).encode()
+        manifest = {
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {
+                "mediaType": "application/vnd.oci.image.config.v1+json",
+                "digest": str(config.digest),
+                "size": config.size,
+                "data": base64.b64encode(claimed).decode(),
+            },
+            "layers": [{**layer.to_json_obj(), "mediaType": "application/vnd.oci.image.layer.v1.tar"}],
+        }
+        client.put_manifest(
+            repository, "1.0.0", json.dumps(manifest).encode(), "application/vnd.oci.image.manifest.v1+json"
+        )
+    version = wait_until(lambda: index.version(repository, "1.0.0"), what="the version")
+    assert [(p.os, p.architecture) for p in version.platforms] == [("linux", "amd64")]
 
 
 def test_deleted_tag_is_gone_after_reconcile(service_env: ServiceEnv, index: Index, tmp_path: Path) -> None:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
+from typing import Any
 
 import pytest
 
@@ -11,12 +14,15 @@ from ecr_oci.errors import InputTooLargeError, RegistryError
 from ecr_oci.mediatypes import MediaType
 from ecr_oci.oci.models import (
     EMPTY_CONFIG_DIGEST,
+    MAX_EMBEDDED_BYTES,
     MAX_MANIFEST_BYTES,
     Descriptor,
     Index,
     Manifest,
     Platform,
     RawManifest,
+    embedded,
+    embedded_content,
     parse_config,
 )
 
@@ -173,3 +179,47 @@ def test_parse_config_reads_an_image_config() -> None:
     )
     assert config.rootfs.diff_ids == [Digest.of(b"tar")]
     assert config.config is not None and config.config.Entrypoint == ["/bin/sh"]
+
+
+# -- embedded data (OCI 1.1 descriptor ``data``) -------------------------------------------------
+
+
+def _described(content: bytes, algorithm: str = "sha256") -> Descriptor:
+    digest = Digest.parse(f"{algorithm}:{hashlib.new(algorithm, content).hexdigest()}")
+    return Descriptor(mediaType="application/json", digest=digest, size=len(content))
+
+
+def test_small_content_is_embedded_and_read_back() -> None:
+    content = b'{"os":"linux","architecture":"arm64"}'
+    descriptor = embedded(_described(content), content)
+    assert descriptor.data == base64.b64encode(content).decode()
+    assert embedded_content(json.loads(descriptor.to_bytes())) == content
+
+
+def test_sha512_descriptors_are_verified_with_their_own_algorithm() -> None:
+    content = b"{}"
+    assert embedded_content(embedded(_described(content, "sha512"), content).to_json_obj()) == content
+
+
+def test_content_over_the_limit_is_not_embedded() -> None:
+    content = b"x" * (MAX_EMBEDDED_BYTES + 1)
+    assert embedded(_described(content), content).data is None
+
+
+@pytest.mark.parametrize(
+    "tamper",
+    [
+        pytest.param(
+            lambda d: {**d, "data": base64.b64encode(b'{"os":"evil"}').decode()}, id="other-content"
+        ),
+        pytest.param(lambda d: {**d, "size": d["size"] + 1}, id="wrong-size"),
+        pytest.param(lambda d: {**d, "data": "not base64!"}, id="not-base64"),
+        pytest.param(lambda d: {**d, "data": 42}, id="not-a-string"),
+        pytest.param(lambda d: {**d, "digest": "sha256:zz"}, id="bad-digest"),
+        pytest.param(lambda d: {k: v for k, v in d.items() if k != "data"}, id="absent"),
+    ],
+)
+def test_embedded_content_that_does_not_match_its_descriptor_is_not_used(tamper: Any) -> None:
+    """The inline copy is the manifest author's claim: only the digest makes it content."""
+    content = b'{"os":"linux"}'
+    assert embedded_content(tamper(embedded(_described(content), content).to_json_obj())) is None
