@@ -17,6 +17,7 @@ errors, 429, 502-504, ``TOOMANYREQUESTS``/``UNAVAILABLE``) are retried, a few ti
 from __future__ import annotations
 
 import contextlib
+import json
 import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
@@ -120,12 +121,11 @@ class RegistryClient:
                 return response
             if stream:
                 response.read()
-            codes = _error_codes(response)
-            temporary = response.status_code in _TEMPORARY_STATUS or bool(_TEMPORARY_CODES & set(codes))
-            if temporary and attempt + 1 < attempts:
+            codes = error_codes(response.content)
+            if is_temporary(response.status_code, codes) and attempt + 1 < attempts:
                 time.sleep(self._backoff * 2**attempt)
                 continue
-            raise _error_for(what, url, response, codes)
+            raise error_for(what, url, response.status_code, response.content, codes)
         raise AssertionError("unreachable")  # pragma: no cover
 
     # -- API version check ----------------------------------------------------------------------
@@ -491,20 +491,27 @@ def _take(source: _Pushback, length: int, progress: Progress | None) -> Iterator
         yield chunk
 
 
-def _error_codes(response: httpx.Response) -> list[str]:
+def error_codes(body: bytes) -> list[str]:
+    """The ``code`` of each error in a registry's error body (distribution spec), if any."""
     try:
-        body = response.json()
-        return [str(e.get("code")) for e in body.get("errors", []) if isinstance(e, dict)]
+        document = json.loads(body)
+        return [str(e.get("code")) for e in document.get("errors", []) if isinstance(e, dict)]
     except (ValueError, AttributeError):
         return []
 
 
-def _error_for(what: str, url: str, response: httpx.Response, codes: list[str]) -> RegistryError:
-    status = response.status_code
+def is_temporary(status: int, codes: list[str]) -> bool:
+    """Whether an answer is worth retrying (rate limits, gateways, ``UNAVAILABLE``)."""
+    return status in _TEMPORARY_STATUS or bool(_TEMPORARY_CODES & set(codes))
+
+
+def error_for(what: str, url: str, status: int, body: bytes, codes: list[str]) -> RegistryError:
+    """The error to raise for a refused request: :class:`AuthError`, :class:`NotFound` or
+    :class:`RegistryError`, with the registry's first message and a redacted URL."""
     safe_url = redact_url(url)
     message = what
     try:
-        errors = response.json().get("errors", [])
+        errors = json.loads(body).get("errors", [])
         if errors and isinstance(errors[0], dict) and errors[0].get("message"):
             message = f"{what}: {errors[0]['message']}"
     except (ValueError, AttributeError):

@@ -37,6 +37,7 @@ from collections.abc import AsyncIterator, Callable
 from fastapi import FastAPI
 
 from ecr_oci.errors import Error
+from ecr_oci.oci.reads import MetadataReader
 from ecr_oci.oci.registry import RegistryClient
 from ecr_oci.server.db.engine import make_engine, session_factory
 from ecr_oci.server.db.migrate import upgrade
@@ -116,7 +117,11 @@ def create_app(settings: Settings, *, registry_client: RegistryClientFactory | N
         linger=settings.index_linger,
         workers=settings.index_workers,
         # a process of its own builds its own client: only from the settings, not a custom factory
-        process=WorkerProcess(settings.database_url, functools.partial(service_client, settings))
+        process=WorkerProcess(
+            settings.database_url,
+            functools.partial(service_client, settings),
+            functools.partial(service_reader, settings),
+        )
         if settings.index_process
         and registry_client is None
         and WorkerProcess.can_share(settings.database_url)
@@ -182,6 +187,21 @@ def service_client(settings: Settings) -> RegistryClient:
     # RegistryClient has no User-Agent argument; its httpx client's default headers are the place
     client._http.headers["User-Agent"] = SERVICE_USER_AGENT
     return client
+
+
+def service_reader(settings: Settings) -> MetadataReader:
+    """The indexing worker's lean reader of manifests and metadata blobs: the same registry,
+    timeouts, User-Agent and minted tokens as :func:`service_client`."""
+    auth = ServiceRegistryAuth(token_issuer(settings)) if settings.access_control else None
+    return MetadataReader(
+        settings.registry,
+        insecure=settings.registry_insecure,
+        authorize=auth.authorization if auth is not None else None,
+        user_agent=SERVICE_USER_AGENT,
+        timeout=10.0,
+        retries=1,
+        backoff=0.2,
+    )
 
 
 def token_issuer(settings: Settings) -> TokenIssuer:

@@ -47,6 +47,7 @@ from ecr_oci.digest import Digest
 from ecr_oci.errors import NotFound, RegistryError
 from ecr_oci.mediatypes import MediaType
 from ecr_oci.oci.models import RawManifest, embedded_content
+from ecr_oci.oci.reads import MetadataReads
 from ecr_oci.oci.registry import RegistryClient
 from ecr_oci.server.db.models import (
     Layer,
@@ -286,11 +287,19 @@ class Indexer:
     """
 
     def __init__(
-        self, client: RegistryClient, sessions: sessionmaker[Session], *, cache: BlobCache | None = None
+        self,
+        client: RegistryClient,
+        sessions: sessionmaker[Session],
+        *,
+        cache: BlobCache | None = None,
+        reads: MetadataReads | None = None,
     ) -> None:
         self.client = client
         self.sessions = sessions
         self.cache = cache if cache is not None else BlobCache()
+        #: Where manifests and metadata blobs are read: the lean reader where the caller has one
+        #: (the indexing worker), else ``client``.
+        self.reads: MetadataReads = reads if reads is not None else client
 
     # -- registry side --------------------------------------------------------------------------
 
@@ -304,7 +313,7 @@ class Indexer:
         """
         try:
             if raw is None or raw.digest != digest:
-                raw = self.client.get_manifest(repository, digest)
+                raw = self.reads.get_manifest(repository, digest)
             document = raw.json()
         except NotFound:
             return None
@@ -374,7 +383,7 @@ class Indexer:
             for layer in (document.get("layers") or [])[:4]:
                 if int(layer.get("size") or 0) > MAX_METADATA_BLOB:
                     continue
-                data = self.client.get_blob(
+                data = self.reads.get_blob(
                     repository, Digest.parse(str(layer["digest"])), max_size=MAX_METADATA_BLOB
                 )
                 claims.append(
@@ -411,7 +420,7 @@ class Indexer:
         """What ``tag`` points at now, read in one round trip (GET by tag: the digest and the
         manifest together, where HEAD then GET take two), or ``None`` when the tag is gone."""
         try:
-            return self.client.get_manifest(repository, tag)
+            return self.reads.get_manifest(repository, tag)
         except NotFound:
             return None
 
@@ -434,9 +443,9 @@ class Indexer:
         data = self.cache.get(key)
         if data is None:
             if manifest:
-                data = self.client.get_manifest(repository, digest).data
+                data = self.reads.get_manifest(repository, digest).data
             else:
-                data = self.client.get_blob(repository, digest, max_size=MAX_METADATA_BLOB)
+                data = self.reads.get_blob(repository, digest, max_size=MAX_METADATA_BLOB)
             self.cache.put(key, data)
         return data
 

@@ -47,6 +47,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from ecr_oci.digest import Digest
 from ecr_oci.errors import Error, RegistryError
+from ecr_oci.oci.reads import MetadataReads
 from ecr_oci.oci.registry import RegistryClient
 from ecr_oci.server.db.models import ManifestRow, PendingEvent, Repository, Tag, utcnow
 from ecr_oci.server.services.activity import NotificationEvent, record_events
@@ -294,6 +295,7 @@ def handle_events(
     record: bool = True,
     done: Sequence[int] = (),
     pool: Executor | None = None,
+    reads: MetadataReads | None = None,
 ) -> dict[str, int]:
     """Record and index one notification batch; ``client`` is used, not closed (the service
     keeps one alive across requests: connection reuse); ``cache`` keeps small immutable blobs.
@@ -302,9 +304,11 @@ def handle_events(
     ``done``: ids of ``pending_event`` rows that this batch consumes, deleted in its write
     transaction (so they stay queued if it fails). ``pool``: plan independent groups of events
     (:func:`_groups`) in parallel, their registry reads overlapping; ``None`` plans serially.
+    ``reads``: read manifests and metadata blobs through it (the worker's lean reader) instead of
+    ``client``.
     """
     recorded = indexed = deferred = 0
-    indexer = Indexer(client, sessions, cache=cache)
+    indexer = Indexer(client, sessions, cache=cache, reads=reads)
     work = [e for e in events if is_work(e)]
     planned: list[tuple[int, _Step]] = []
     if work:

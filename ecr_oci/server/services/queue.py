@@ -38,6 +38,7 @@ from pydantic import ValidationError
 from sqlalchemy import delete, func, make_url, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from ecr_oci.oci.reads import MetadataReader, MetadataReads
 from ecr_oci.oci.registry import RegistryClient
 from ecr_oci.server.db.engine import make_engine, session_factory
 from ecr_oci.server.db.models import PendingEvent
@@ -58,14 +59,16 @@ def pending_count(sessions: sessionmaker[Session]) -> int:
 
 @dataclass(frozen=True)
 class WorkerProcess:
-    """What a worker in a process of its own needs to build its engine and registry client.
+    """What a worker in a process of its own needs to build its engine, registry client and
+    reader (:class:`~ecr_oci.oci.reads.MetadataReader`: the worker's reads, ~half of httpx's CPU).
 
-    Sent to a freshly spawned interpreter, so it must pickle: ``client`` is a module-level
-    function or a ``functools.partial`` of one (``partial(service_client, settings)``).
+    Sent to a freshly spawned interpreter, so it must pickle: ``client`` and ``reads`` are
+    module-level functions or ``functools.partial`` s of one (``partial(service_client, settings)``).
     """
 
     database_url: str
     client: Callable[[], RegistryClient]
+    reads: Callable[[], MetadataReader] | None = None
 
     @staticmethod
     def can_share(database_url: str) -> bool:
@@ -98,10 +101,13 @@ class EventQueue:
         workers: int = 8,
         poll: float = 1.0,
         process: WorkerProcess | None = None,
+        reads: MetadataReads | None = None,
     ) -> None:
         self.sessions = sessions
         self.process = process
         self.client = client
+        #: Where the worker reads manifests and metadata blobs (``None``: through ``client``).
+        self.reads = reads
         self.cache = cache if cache is not None else BlobCache()
         self.batch = batch
         self.linger = linger
@@ -200,6 +206,7 @@ class EventQueue:
                 record=False,
                 done=ids,
                 pool=self._pool,
+                reads=self.reads,
             )
             if result["deferred"]:
                 log.info("batch of %d: %d left for reconcile", len(rows), result["deferred"])
@@ -264,7 +271,8 @@ def _process_main(
     threading.Thread(target=orphaned, name="ecr-index-parent", daemon=True).start()
     engine = make_engine(process.database_url)
     client = process.client()
-    queue = EventQueue(session_factory(engine, write=True), lambda: client, **options)
+    reads = process.reads() if process.reads is not None else None
+    queue = EventQueue(session_factory(engine, write=True), lambda: client, reads=reads, **options)
     queue._wake, queue._stopping = wake, stopping
     queue._pool = ThreadPoolExecutor(max_workers=queue.workers, thread_name_prefix="ecr-fetch")
     try:
@@ -272,4 +280,6 @@ def _process_main(
     finally:
         queue._pool.shutdown(wait=True, cancel_futures=True)
         client.close()
+        if reads is not None:
+            reads.close()
         engine.dispose()

@@ -178,8 +178,13 @@ class ServiceRegistryAuth(httpx.Auth):
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         write = request.method in ("PUT", "POST", "PATCH")
-        request.headers["Authorization"] = f"Bearer {self._token_for(request.url.path, write)}"
+        request.headers["Authorization"] = self.authorization(request.url.path, write=write)
         yield request
+
+    def authorization(self, path: str, *, write: bool = False) -> str:
+        """The ``Authorization`` header for a request to ``path`` (also for clients other than
+        httpx: the indexer's :class:`~ecr_oci.oci.reads.MetadataReader`)."""
+        return f"Bearer {self._token_for(path, write)}"
 
     def _token_for(self, path: str, write: bool) -> str:
         match = _REPO_PATH.match(path)
