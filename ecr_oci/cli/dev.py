@@ -326,7 +326,7 @@ def access(
                 and Authenticator().authenticate(session, stored.username, stored.password) is not None
             )
             if not working:
-                token = accounts.create_token(session, robot_name, name="make run", actor=owner)
+                _, token = accounts.create_token(session, robot_name, name="make run", actor=owner)
                 pair = base64.b64encode(f"{robot_name}:{token}".encode()).decode()
                 _write_private(
                     auth_file, json.dumps({"auths": {registry_host: {"auth": pair}}}, indent=2) + "\n"

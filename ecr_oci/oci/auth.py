@@ -94,7 +94,7 @@ class RegistryAuth(httpx.Auth):
         self._basic = False
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        repository = _repository_of(request)
+        repository = repository_of(request.url.path)
         self._apply(request, repository)
         response = yield request
         if response.status_code != 401:
@@ -157,6 +157,7 @@ def _basic_header(credentials: Credentials) -> str:
     return "Basic " + base64.b64encode(pair).decode()
 
 
-def _repository_of(request: httpx.Request) -> str:
-    match = _REPO_PATH_RE.match(request.url.path)
+def repository_of(path: str) -> str:
+    """The repository a distribution API path names (``/v2/<name>/manifests/…``), or ``""``."""
+    match = _REPO_PATH_RE.match(path)
     return match.group(1) if match else ""

@@ -35,8 +35,7 @@ from ecr_oci.server.db.models import aware
 from ecr_oci.server.routes.deps import get_identity
 from ecr_oci.server.routes.errors import ErrorBody
 from ecr_oci.server.services import accounts
-from ecr_oci.server.services.access import Identity
-from ecr_oci.server.services.credentials import parse_token
+from ecr_oci.server.services.access import Identity, identity_of
 from ecr_oci.server.services.errors import ForbiddenError, UnauthorizedError
 
 __all__ = [
@@ -225,6 +224,7 @@ def _write(request: Request) -> Iterator[Session]:
 
 
 def _principal_out(session: Session, principal: Principal) -> PrincipalOut:
+    identity = identity_of(session, principal)
     return PrincipalOut(
         name=principal.name,
         kind=principal.kind,
@@ -232,8 +232,8 @@ def _principal_out(session: Session, principal: Principal) -> PrincipalOut:
         disabled=principal.disabled,
         expires_at=aware(principal.expires_at),
         created_at=aware(principal.created_at) or principal.created_at,
-        scope=accounts.robot_scope(session, principal) if principal.kind == "robot" else None,
-        teams=accounts.teams_of(session, principal.name),
+        scope=sorted(identity.scope) if identity.scope is not None else None,
+        teams=sorted(identity.teams),
     )
 
 
@@ -390,14 +390,12 @@ def create_token(name: Name, body: TokenIn, request: Request, caller: Caller) ->
     with _write(request) as session:
         accounts.check_manage(session, caller, token_for=name)
         expires_at = accounts.token_lifetime(caller, body.expires_at)
-        plaintext = accounts.create_token(
+        token_id, plaintext = accounts.create_token(
             session, name, name=body.name, expires_at=expires_at, actor=caller.name
         )
-    parsed = parse_token(plaintext)
-    assert parsed is not None
     return TokenCreated(
         token=plaintext,
-        id=parsed[0],
+        id=token_id,
         principal=name,
         name=body.name,
         expires_at=aware(expires_at),

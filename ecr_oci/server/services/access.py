@@ -66,6 +66,7 @@ __all__ = [
     "bump_rules_version",
     "identity_of",
     "load_rules",
+    "robot_scope",
 ]
 
 Level = Literal["pull", "push", "admin"]
@@ -164,6 +165,14 @@ class RuleSet:
                 best = _higher(best, granted.get(namespace))
                 best = _higher(best, granted.get(repository))
         return best
+
+    def namespace_level(self, identity: Identity, namespace: str) -> Level | None:
+        """The level ``identity`` has on ``namespace`` as a whole (owner: admin), not counting
+        per-bundle grants; None for a namespace that does not exist."""
+        if namespace not in self.namespaces:
+            return None
+        # "\x00" is a name no repository has: only namespace-wide rights count
+        return self.level(identity, f"{namespace}/\x00")
 
     def registry_actions(self, identity: Identity, repository: str, requested: Iterable[str]) -> set[str]:
         """The subset of ``requested`` registry actions (``pull``, ``push``, ``delete``, ``*``)
@@ -264,13 +273,20 @@ def identity_of(session: Session, principal: Principal) -> Identity:
             .where(TeamMember.principal_id == principal.id)
         )
     )
-    scope = None
-    if principal.kind == "robot":
-        scope = frozenset(
-            session.scalars(select(RobotScope.namespace).where(RobotScope.principal_id == principal.id))
-        )
+    scope = frozenset(robot_scope(session, principal)) if principal.kind == "robot" else None
     return Identity(
         principal.name, kind=principal.kind, is_admin=principal.is_admin, teams=teams, scope=scope
+    )
+
+
+def robot_scope(session: Session, principal: Principal) -> list[str]:
+    """The namespaces a robot is scoped to, sorted."""
+    return list(
+        session.scalars(
+            select(RobotScope.namespace)
+            .where(RobotScope.principal_id == principal.id)
+            .order_by(RobotScope.namespace)
+        )
     )
 
 

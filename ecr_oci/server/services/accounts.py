@@ -24,8 +24,6 @@ namespace or grant) and :class:`ForbiddenError` (:func:`check_manage`).
 
 from __future__ import annotations
 
-import base64
-import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -48,9 +46,17 @@ from ecr_oci.server.db.accounts import (
     TeamMember,
 )
 from ecr_oci.server.db.models import aware
-from ecr_oci.server.services.access import LEVELS, Identity, RuleSet, bump_rules_version, load_rules
+from ecr_oci.server.services.access import (
+    LEVELS,
+    Identity,
+    RuleSet,
+    bump_rules_version,
+    load_rules,
+    robot_scope,
+)
 from ecr_oci.server.services.audit import AuditEntry, audit_now
 from ecr_oci.server.services.credentials import hash_password, new_api_token
+from ecr_oci.server.services.cursor import BAD_CURSOR, decode_cursor, encode_cursor
 from ecr_oci.server.services.errors import (
     ConflictError,
     ForbiddenError,
@@ -100,7 +106,6 @@ __all__ = [
     "set_password",
     "set_visibility",
     "team_members",
-    "teams_of",
 ]
 
 #: Principal and team names: lowercase, 2-64 characters, starting with a letter or digit.
@@ -345,16 +350,6 @@ def list_principals(session: Session, *, kind: str | None = None) -> list[Princi
     return list(session.scalars(query))
 
 
-def robot_scope(session: Session, principal: Principal) -> list[str]:
-    return list(
-        session.scalars(
-            select(RobotScope.namespace)
-            .where(RobotScope.principal_id == principal.id)
-            .order_by(RobotScope.namespace)
-        )
-    )
-
-
 def _admin_count(session: Session) -> int:
     """Admins that can still log in (a disabled admin manages nothing)."""
     enabled_admins = (
@@ -387,8 +382,9 @@ def create_token(
     name: str = "",
     expires_at: datetime | None = None,
     actor: str | None = None,
-) -> str:
-    """A new API token for ``principal_name``: its plaintext ``ecr_<id>_<secret>``, shown once."""
+) -> tuple[int, str]:
+    """A new API token for ``principal_name``: its id and its plaintext ``ecr_<id>_<secret>``
+    (shown once)."""
     if len(name) > 128:
         raise InvalidInputError("a token name has at most 128 characters", code="BAD_NAME")
     principal = get_principal(session, principal_name)
@@ -400,7 +396,7 @@ def create_token(
         principal_name,
         {"token_id": row.id, "name": name, "expires_at": _iso(expires_at)},
     )
-    return plaintext
+    return row.id, plaintext
 
 
 def list_tokens(session: Session, principal_name: str) -> list[ApiToken]:
@@ -490,18 +486,6 @@ def team_members(session: Session, team: Team | str) -> list[str]:
     )
 
 
-def teams_of(session: Session, principal_name: str) -> list[str]:
-    return list(
-        session.scalars(
-            select(Team.name)
-            .join(TeamMember, TeamMember.team_id == Team.id)
-            .join(Principal, Principal.id == TeamMember.principal_id)
-            .where(Principal.name == principal_name)
-            .order_by(Team.name)
-        )
-    )
-
-
 # ---------------------------------------------------------------------------- namespaces
 
 
@@ -543,8 +527,7 @@ def namespaces_of(session: Session, identity: Identity) -> dict[str, str]:
     rules = load_rules(session)
     found: dict[str, str] = {}
     for namespace in sorted(rules.namespaces):
-        # "ns/" + a name no bundle can have: the level on the namespace, not on an override
-        level = rules.level(identity, f"{namespace}/\x00")
+        level = rules.namespace_level(identity, namespace)
         if level is not None and not (level == "pull" and rules.namespaces[namespace].public):
             found[namespace] = level
     return found
@@ -737,11 +720,9 @@ def check_manage(
 
 
 def _is_namespace_admin(rules: RuleSet, identity: Identity, namespace: str) -> bool:
-    if namespace not in rules.namespaces:
-        return False
     # level() knows owners, team grants and a robot's scope (an owner robot outside its scope
-    # manages nothing there); "\x00" is a name no repository has, so only namespace-wide rights count
-    return rules.level(identity, f"{namespace}/\x00") == "admin"
+    # manages nothing there)
+    return rules.namespace_level(identity, namespace) == "admin"
 
 
 # ---------------------------------------------------------------------------- audit
@@ -753,20 +734,15 @@ class AuditPage:
     next_cursor: str | None
 
 
-def _encode_cursor(when: datetime, record_id: int) -> str:
-    raw = json.dumps([_iso(when), record_id]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str) -> tuple[datetime, int]:
+def _decode_audit_cursor(cursor: str) -> tuple[datetime, int]:
+    value = decode_cursor(cursor)
     try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        when, record_id = json.loads(raw)
+        when, record_id = value
         parsed = _utc(datetime.fromisoformat(when))
         if not isinstance(record_id, int) or not 0 < record_id < 2**63:
             raise TypeError(record_id)
     except (ValueError, TypeError, OverflowError):
-        raise InvalidInputError("the cursor is not one this service made", code="BAD_CURSOR") from None
+        raise InvalidInputError(BAD_CURSOR, code="BAD_CURSOR") from None
     return parsed, record_id
 
 
@@ -797,7 +773,7 @@ def audit_records(
                 "since: not a time this service can compare", code="BAD_REQUEST"
             ) from None
     if cursor is not None:
-        when, record_id = _decode_cursor(cursor)
+        when, record_id = _decode_audit_cursor(cursor)
         query = query.where(
             or_(AuditRecord.time < when, and_(AuditRecord.time == when, AuditRecord.id < record_id))
         )
@@ -806,5 +782,5 @@ def audit_records(
     if len(records) > limit:
         records = records[:limit]
         last = records[-1]
-        next_cursor = _encode_cursor(last.time, last.id)
+        next_cursor = encode_cursor([_iso(last.time), last.id])
     return AuditPage(records, next_cursor)

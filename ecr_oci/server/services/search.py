@@ -27,8 +27,6 @@ with other filters.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import json
 import re
@@ -91,6 +89,7 @@ from ecr_oci.server.schemas import (
     VersionSummary,
 )
 from ecr_oci.server.services.activity import pull_counts, recent_events
+from ecr_oci.server.services.cursor import BAD_CURSOR, decode_cursor, encode_cursor
 from ecr_oci.server.services.errors import InvalidInputError, NotFoundError
 from ecr_oci.server.services.index import requirement_name
 from ecr_oci.server.services.profiles import (
@@ -224,20 +223,14 @@ class _Cursor:
     id: int
 
     def encode(self) -> str:
-        body = {"v": _CURSOR_VERSION, "s": self.sort, "f": self.fingerprint, "k": self.key, "i": self.id}
-        raw = json.dumps(body, separators=(",", ":")).encode()
-        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+        return encode_cursor(
+            {"v": _CURSOR_VERSION, "s": self.sort, "f": self.fingerprint, "k": self.key, "i": self.id}
+        )
 
     @classmethod
     def decode(cls, text: str, *, sort: str, fingerprint: str) -> _Cursor:
         """Raise ``BAD_CURSOR`` for anything that is not a cursor this query handed out."""
-        try:
-            raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-            body = json.loads(raw)
-        except (binascii.Error, ValueError, UnicodeDecodeError):
-            raise InvalidInputError(
-                "cursor is not valid: pass next_cursor unchanged", code="BAD_CURSOR"
-            ) from None
+        body = decode_cursor(text)
         if (
             not isinstance(body, dict)
             or body.get("v") != _CURSOR_VERSION
@@ -245,7 +238,7 @@ class _Cursor:
             or isinstance(body.get("i"), bool)
             or not _valid_key(body.get("s"), body.get("k"))
         ):
-            raise InvalidInputError("cursor is not valid: pass next_cursor unchanged", code="BAD_CURSOR")
+            raise InvalidInputError(BAD_CURSOR, code="BAD_CURSOR")
         if body["s"] != sort or body.get("f") != fingerprint:
             raise InvalidInputError(
                 "cursor belongs to another query (text, filters or sort changed): start again "

@@ -39,6 +39,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from ecr_oci.oci.auth import repository_of
+
 __all__ = [
     "SERVICE_PRINCIPAL",
     "Scope",
@@ -56,7 +58,6 @@ SERVICE_PRINCIPAL = "ecr-service"
 _SCOPE = re.compile(
     r"^(?P<type>[a-z]+)(?:\([a-z0-9]+\))?:(?P<name>[^:\x00-\x1f\x7f]+):(?P<actions>[a-z*,]*)$"
 )
-_REPO_PATH = re.compile(r"^/v2/(.+?)/(?:blobs|manifests|tags|referrers)/")
 
 
 @dataclass(frozen=True)
@@ -187,18 +188,18 @@ class ServiceRegistryAuth(httpx.Auth):
         return f"Bearer {self._token_for(path, write)}"
 
     def _token_for(self, path: str, write: bool) -> str:
-        match = _REPO_PATH.match(path)
-        key = match.group(1) if match else ("catalog" if path.startswith("/v2/_catalog") else "")
-        if match and write:
+        repository = repository_of(path)
+        key = repository or ("catalog" if path.startswith("/v2/_catalog") else "")
+        if repository and write:
             key += " push"
         now = time.monotonic()
         with self._lock:
             cached = self._tokens.get(key)
             if cached is not None and cached[1] > now:
                 return cached[0]
-        if match:
+        if repository:
             actions = ["pull", "push"] if write else ["pull"]
-            access = [{"type": "repository", "name": match.group(1), "actions": actions}]
+            access = [{"type": "repository", "name": repository, "actions": actions}]
         elif key == "catalog":
             access = [{"type": "registry", "name": "catalog", "actions": ["*"]}]
         else:

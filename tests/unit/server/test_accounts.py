@@ -179,7 +179,7 @@ def test_every_change_bumps_rules_version_and_is_audited(session: Session) -> No
         assert _version(session) == before + 1, action
         assert _actions(session)[-1] == action
     before = _version(session)
-    token = accounts.create_token(session, "ana", name="laptop", actor="ana")
+    _, token = accounts.create_token(session, "ana", name="laptop", actor="ana")
     assert _version(session) == before  # a token changes no rule
     record = session.scalars(select(AuditRecord).order_by(AuditRecord.id.desc())).first()
     assert record is not None and record.action == "token.create" and record.actor == "ana"
@@ -199,7 +199,7 @@ def test_audit_rolls_back_with_the_change(sessions: sessionmaker[Session]) -> No
 
 def test_token_authenticates_once_created(session: Session) -> None:
     accounts.create_node(session, "node-1")
-    token = accounts.create_token(session, "node-1")
+    _, token = accounts.create_token(session, "node-1")
     assert token.startswith("ecr_")
     identity = Authenticator().authenticate(session, "node-1", token)
     assert identity is not None and identity.name == "node-1" and identity.kind == "node"
