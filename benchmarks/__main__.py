@@ -13,6 +13,7 @@ storage, ecr-oci's layer caches) is removed at the end and the registry stopped.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 import tempfile
@@ -20,6 +21,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from benchmarks import report
 from benchmarks.contenders import (
     ECR,
     PEERS,
@@ -46,9 +48,8 @@ DEFAULT_REPEAT = 5
 REPOSITORY = "bench/ecr-oci"  # metadata namespace/name in payload._ecr_yaml
 
 
-def say(message: str) -> None:
-    """Progress on stderr, so stdout holds only the table."""
-    print(f"[bench] {message}", file=sys.stderr, flush=True)
+#: Progress on stderr, so that stdout holds only the table.
+say = functools.partial(report.say, prefix="[bench] ")
 
 
 def _parse(argv: Sequence[str] | None) -> argparse.Namespace:

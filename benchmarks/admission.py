@@ -24,7 +24,6 @@ import argparse
 import contextlib
 import json
 import statistics
-import sys
 import tempfile
 import threading
 import time
@@ -37,7 +36,8 @@ from typing import Any
 
 from benchmarks.images import push_tiny_image
 from benchmarks.machine import describe_machine
-from benchmarks.report import write_section
+from benchmarks.measure import percentile
+from benchmarks.report import say, verdict, write_section
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
 START = "<!-- admission-bench:start -->"
@@ -51,17 +51,13 @@ class Latency:
     case: str
     samples: list[float]  # milliseconds
 
-    def pct(self, q: float) -> float:
-        ordered = sorted(self.samples)
-        return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
     @property
     def p50(self) -> float:
         return statistics.median(self.samples)
 
-
-def say(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
+    @property
+    def p99(self) -> float:
+        return percentile(self.samples, 0.99)
 
 
 def _push_signed_image(host: str, key_pem: bytes) -> tuple[str, str]:
@@ -93,6 +89,7 @@ def serve(app: Any) -> Iterator[str]:
     import uvicorn
 
     from ecr_oci.devenv import free_port
+    from ecr_oci.devenv._process import wait_for
 
     port = free_port()
     server = uvicorn.Server(
@@ -100,11 +97,9 @@ def serve(app: Any) -> Iterator[str]:
     )
     thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
     thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the service did not start")
-        time.sleep(0.02)
+    wait_for(lambda: server.started or not thread.is_alive(), timeout=30, interval=0.02)
+    if not server.started:
+        raise RuntimeError("the service did not start")
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
@@ -207,12 +202,12 @@ def markdown(results: Sequence[Latency], machine: dict[str, str], command: str) 
     ]
     for result in results:
         warm = result.case.startswith("warm")
-        p99 = result.pct(0.99)
-        verdict = ("ok" if p99 <= TARGET_WARM_P99_MS else "MISS") if warm else ""
+        p99 = result.p99
+        cell = verdict(p99 <= TARGET_WARM_P99_MS) if warm else ""
         target = f"≤ {TARGET_WARM_P99_MS:.0f} ms" if warm else "—"
         lines.append(
             f"| {result.case} | {len(result.samples)} | {result.p50:.2f} ms | {p99:.2f} ms | "
-            f"{max(result.samples):.2f} ms | {target} | {verdict} |"
+            f"{max(result.samples):.2f} ms | {target} | {cell} |"
         )
     lines += [
         "",
@@ -237,11 +232,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     results = run(args.cold, args.warm)
     print(f"{'case':<42} {'n':>5} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}")
     for r in results:
-        print(f"{r.case:<42} {len(r.samples):>5} {r.p50:>8.2f} {r.pct(0.99):>8.2f} {max(r.samples):>8.2f}")
-    warm_p99 = max(r.pct(0.99) for r in results if r.case.startswith("warm"))
+        print(f"{r.case:<42} {len(r.samples):>5} {r.p50:>8.2f} {r.p99:>8.2f} {max(r.samples):>8.2f}")
+    warm_p99 = max(r.p99 for r in results if r.case.startswith("warm"))
     print(
         f"warm p99 {warm_p99:.2f} ms (target ≤ {TARGET_WARM_P99_MS:.0f} ms): "
-        f"{'ok' if warm_p99 <= TARGET_WARM_P99_MS else 'MISS'}"
+        f"{verdict(warm_p99 <= TARGET_WARM_P99_MS)}"
     )
     if not args.no_write:
         command = "python -m benchmarks.admission" + (" " + " ".join(argv) if argv else "")

@@ -21,11 +21,19 @@ import signal
 import subprocess
 import sys
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["BenchError", "Run", "drop_file_cache", "process_cpu_s", "rss_floor_mb", "run_measured"]
+__all__ = [
+    "BenchError",
+    "Run",
+    "drop_file_cache",
+    "percentile",
+    "process_cpu_s",
+    "rss_floor_mb",
+    "run_measured",
+]
 
 _SPAWN = Path(__file__).with_name("_spawn.py")
 
@@ -114,6 +122,17 @@ def process_cpu_s(pid: int) -> float:
     # fields after the ")" that closes the command name: state is field 3, utime 14, stime 15
     fields = stat.rpartition(")")[2].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def percentile(values: Iterable[float], q: float) -> float:
+    """The ``q`` quantile (0 to 1) of ``values``: the sample nearest rank ``q * (n - 1)``, no
+    interpolation, so the figure is always one that was measured. Raises ``IndexError`` when empty.
+
+        >>> percentile([5.0, 1.0, 4.0, 2.0, 3.0], 0.5)
+        3.0
+    """
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def drop_file_cache(folder: Path) -> None:

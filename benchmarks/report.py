@@ -12,6 +12,7 @@ a no-op re-push <= 0.05x the full push, and a code-only update served in <= 1.05
 from __future__ import annotations
 
 import operator
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,8 @@ __all__ = [
     "console_table",
     "evaluate",
     "markdown_section",
+    "say",
+    "verdict",
     "write_section",
 ]
 
@@ -125,6 +128,16 @@ def evaluate(results: Results) -> list[Target]:
             at_least=False,
         ),
     ]
+
+
+def say(message: str, *, prefix: str = "") -> None:
+    """Progress on stderr, so that stdout holds only the table; ``prefix`` names the benchmark."""
+    print(f"{prefix}{message}", file=sys.stderr, flush=True)
+
+
+def verdict(ok: bool) -> str:
+    """The verdict cell of the service, token and admission tables (``ok`` or ``MISS``)."""
+    return "ok" if ok else "MISS"
 
 
 # -- rows shared by the console and markdown tables --------------------------------------------------

@@ -30,12 +30,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import http.client
 import json
-import os
 import random
 import statistics
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -46,9 +45,11 @@ from typing import Any
 
 from sqlalchemy import Engine, insert, text
 
+from benchmarks import report
 from benchmarks.images import push_tiny_image
 from benchmarks.machine import describe_machine
-from benchmarks.report import write_section
+from benchmarks.measure import percentile, process_cpu_s
+from benchmarks.report import verdict, write_section
 from ecr_oci.server.db.engine import make_engine, session_factory
 from ecr_oci.server.db.migrate import upgrade
 from ecr_oci.server.db.models import (
@@ -120,8 +121,7 @@ LICENSES = ["MIT", "Apache-2.0", "BSD-3-Clause", "GPL-3.0-only", "MPL-2.0", "Unl
 KEYS = [f"{i:02x}" * 32 for i in range(20)]
 
 
-def say(message: str) -> None:
-    print(f"[bench-service] {message}", file=sys.stderr, flush=True)
+say = functools.partial(report.say, prefix="[bench-service] ")
 
 
 # --- synthetic rows ----------------------------------------------------------------------------------
@@ -322,11 +322,6 @@ class Latency:
     queries: int
 
 
-def _pct(values: Sequence[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
 def measure_search(engine: Engine, database: str, versions: int) -> Latency:
     """Warm up once over the mix, then time each probe (page 2: the second call, with the cursor)."""
     sessions = session_factory(engine)
@@ -353,14 +348,14 @@ def measure_search(engine: Engine, database: str, versions: int) -> Latency:
             search(session, query, visible=visible)
             times.setdefault(probe.kind, []).append((time.perf_counter() - t0) * 1000)
     every = [t for ts in times.values() for t in ts]
-    worst = max(times, key=lambda k: _pct(times[k], 0.95))
+    worst = max(times, key=lambda k: percentile(times[k], 0.95))
     return Latency(
         database,
         versions,
         statistics.median(every),
-        _pct(every, 0.95),
+        percentile(every, 0.95),
         worst,
-        _pct(times[worst], 0.95),
+        percentile(times[worst], 0.95),
         len(every),
     )
 
@@ -463,12 +458,13 @@ class Throughput:
 def _cpu_seconds(pid: int | None) -> float | None:
     """User + system CPU seconds so far of process ``pid`` and its live children (the indexing
     worker process), from Linux ``/proc``; ``None`` where that is missing."""
+    if pid is None:
+        return None
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        own = process_cpu_s(pid)
         children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
     except (OSError, IndexError):
         return None
-    own = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     return own + sum(_cpu_seconds(int(child)) or 0.0 for child in children)
 
 
@@ -517,6 +513,7 @@ def bench_indexing(
     from sqlalchemy import func, select
 
     from ecr_oci.devenv import LocalRegistry
+    from ecr_oci.devenv._process import wait_for
     from ecr_oci.devenv.service import LocalService
     from ecr_oci.oci.registry import RegistryClient
     from ecr_oci.server.db.models import PendingEvent, Version
@@ -554,7 +551,8 @@ def bench_indexing(
         try:
             with service:
                 # The standard library's client, not httpx: the sender stands in for distribution's
-                # (Go, ~0.1 ms per POST), and httpx's ~0.6 ms would be charged to the same 2 CPUs.
+                # (Go, ~0.1 ms per POST), and httpx's ~0.6 ms would be charged to the CPUs the
+                # service shares.
                 url = httpx.URL(service.url)
                 connection = http.client.HTTPConnection(url.host, url.port, timeout=30)
                 post(connection, b'{"events": []}')  # connect, warm the route
@@ -564,14 +562,11 @@ def bench_indexing(
                 for body in bodies:
                     post(connection, body)
                 post_seconds = time.perf_counter() - t0
-                deadline = time.monotonic() + 300
-                while not indexed():
-                    if time.monotonic() > deadline:
-                        raise RuntimeError("the events were not all indexed within 300 s")
-                    time.sleep(0.01)
+                client_cpu = time.process_time() - client0  # the POSTs only, not the polls below
+                if not wait_for(indexed, timeout=300, interval=0.01):
+                    raise RuntimeError("the events were not all indexed within 300 s")
                 seconds = time.perf_counter() - t0
                 cpu1, registry1 = _cpu_seconds(service.pid), _cpu_seconds(registry.pid)
-                client_cpu = time.process_time() - client0  # the POSTs, and the polls of the index
                 connection.close()
         finally:
             engine.dispose()
@@ -583,27 +578,26 @@ def bench_indexing(
 # --- report ------------------------------------------------------------------------------------------
 
 
-def _verdict(ok: bool) -> str:
-    return "ok" if ok else "MISS"
-
-
-#: What the figures mean (written under the tables).
-NOTE = (
-    "Relevance ranks a bounded candidate set (the 500 newest matches, on SQLite also the 500 newest "
-    "with every word in name or keywords; docs/service.md), so a common word no longer costs a full "
-    "ranking; the slowest kinds are two-word and signed-by queries. Indexing is timed over real HTTP "
-    "(uvicorn) from the first POST until the index holds every pushed tag and the queue is empty: "
-    "`POST /events` records activity and queues the event durably (`pending_event`) and answers 202; "
-    "a worker in a process of its own drains the queue in batches (up to 100 events, 50 ms linger), "
-    "reads the registry for independent events in parallel (8 threads, urllib3: ~0.18 ms of CPU per "
-    "GET where httpx took ~0.33 ms) and writes each batch set-based in one transaction. Everything "
-    "shares the machine's 2 CPUs, so the registry's CPU counts against the service's rate. Two "
-    "kinds of image: those `ecr-oci push` writes carry their config inline (OCI 1.1 descriptor "
-    "`data`), so indexing one reads only its manifest; images from other tools cost a second read, "
-    "of the config blob, and distribution 2.8 spends ~1 ms of CPU on every blob read however small "
-    "(a fresh 4 MiB buffer each; our tooling starts it with GOGC=400 and MADV_FREE, which halved "
-    "that). Before this round (one kind, configs read as blobs, httpx, Go defaults): 229-274/s."
-)
+def _note(cpus: str) -> str:
+    """What the figures mean (written under the tables); ``cpus`` is the machine's CPU count."""
+    cpus_text = "1 CPU" if cpus == "1" else f"{cpus} CPUs"
+    return (
+        "Relevance ranks a bounded candidate set (the 500 newest matches, on SQLite also the 500 "
+        "newest with every word in name or keywords; docs/service.md), so a common word does not "
+        "cost a full ranking; the table names the slowest kind of query. Indexing is timed over "
+        "real HTTP (uvicorn) from the first POST until the index holds every pushed tag and the "
+        "queue is empty: `POST /events` records activity, queues the event durably "
+        "(`pending_event`) and answers 202; a worker in a process of its own drains the queue in "
+        "batches (by default up to 100 events, 50 ms linger), reads the registry for independent "
+        "events in parallel (by default 8 threads over one urllib3 pool) and writes each batch "
+        "set-based in one transaction. The service, the registry and the sender share this "
+        f"machine's {cpus_text}, so the registry's and the sender's CPU count against the service's "
+        "rate. Two kinds of image: those `ecr-oci push` writes carry their config inline (OCI 1.1 "
+        "descriptor `data`), so indexing one reads only its manifest; images from other tools cost "
+        "a second read, of the config blob. What one registry read costs, how the dev registry is "
+        "started to make it cheaper, and the rates before these changes are in docs/service.md "
+        "(Events → index)."
+    )
 
 
 def _median_run(runs: Sequence[Throughput]) -> Throughput:
@@ -627,10 +621,10 @@ def markdown(
     for r in latencies:
         target = TARGET_SQLITE_P95_MS if r.database == "SQLite" else TARGET_POSTGRES_P95_MS
         gate = r.versions >= 100_000
-        verdict = _verdict(r.p95_ms <= target) if gate else "(at 100k)"
+        cell = verdict(r.p95_ms <= target) if gate else "(at 100k)"
         lines.append(
             f"| {r.database} | {r.versions:,} | {r.p50_ms:.2f} ms | {r.p95_ms:.2f} ms | "
-            f"{r.worst_kind} ({r.worst_kind_p95_ms:.2f} ms) | ≤ {target:.0f} ms | {verdict} |"
+            f"{r.worst_kind} ({r.worst_kind_p95_ms:.2f} ms) | ≤ {target:.0f} ms | {cell} |"
         )
     if indexing:
 
@@ -654,9 +648,9 @@ def markdown(
                 f"| push events of tagged images, {kind} | {t.events} | **{t.per_s:.0f}** ({every}) | "
                 f"{t.posts_per_s:.0f} | {ms(t.cpu_ms_per_event)} | "
                 f"{ms(t.registry_cpu_ms_per_event)} / {ms(t.client_cpu_ms_per_event)} | "
-                f"≥ {TARGET_EVENTS_PER_S:.0f} | {_verdict(t.per_s >= TARGET_EVENTS_PER_S)} |"
+                f"≥ {TARGET_EVENTS_PER_S:.0f} | {verdict(t.per_s >= TARGET_EVENTS_PER_S)} |"
             )
-    lines += ["", NOTE, "", "| machine | |", "|---|---|"]
+    lines += ["", _note(machine.get("cpus", "?")), "", "| machine | |", "|---|---|"]
     lines += [f"| {k} | `{v}` |" for k, v in machine.items()]
     return "\n".join(lines)
 

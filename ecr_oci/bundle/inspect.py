@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ecr_oci.bundle.pull import resolve_bundle
+from ecr_oci.bundle.pull import read_config, resolve_bundle
 from ecr_oci.digest import Digest
 from ecr_oci.errors import NotFound
 from ecr_oci.oci import referrers
@@ -93,7 +93,7 @@ def inspect_reference(client: RegistryClient, reference: Reference) -> Inspectio
             )
     else:
         manifest = image.as_manifest()
-        config = parse_config(client.get_blob(repository, manifest.config.digest))
+        config = parse_config(read_config(client, repository, manifest.config))
         name = "/".join(p for p in (config.os, config.architecture, config.variant) if p)
         platforms.append(PlatformInfo(name, image.digest, len(image.data), []))
     try:

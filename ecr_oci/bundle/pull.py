@@ -28,7 +28,7 @@ from ecr_oci.digest import Digest
 from ecr_oci.errors import Error, NotFound, RegistryError
 from ecr_oci.mediatypes import ROLES, MediaType
 from ecr_oci.oci import referrers
-from ecr_oci.oci.models import Descriptor, Manifest, RawManifest
+from ecr_oci.oci.models import Descriptor, Manifest, RawManifest, embedded_content
 from ecr_oci.oci.registry import RegistryClient
 from ecr_oci.reference import Reference
 
@@ -92,7 +92,7 @@ def resolve_bundle(
     bundle = max(found, key=lambda d: (d.annotations or {}).get("org.opencontainers.image.created", ""))
     raw = client.get_manifest(reference.repository, bundle.digest)
     manifest = raw.as_manifest(url=f"{client.host}/{reference.repository}@{bundle.digest}")
-    config_bytes = client.get_blob(reference.repository, manifest.config.digest)
+    config_bytes = read_config(client, reference.repository, manifest.config)
     try:
         config = BundleConfig.model_validate_json(config_bytes)
     except ValidationError as err:
@@ -101,6 +101,15 @@ def resolve_bundle(
             url=f"{client.host}/{reference.repository}",
         ) from None
     return ResolvedBundle(reference, image, bundle, manifest, config)
+
+
+def read_config(client: RegistryClient, repository: str, descriptor: Descriptor) -> bytes:
+    """A manifest's config: its inline copy when that verifies (OCI 1.1 descriptor ``data``, which
+    ``ecr-oci push`` writes for small configs: one round trip fewer), else the blob. The inline copy
+    is only the manifest author's claim, so one that does not match the descriptor's size and digest
+    is ignored, as the service's indexer does (``Indexer._config``)."""
+    inline = embedded_content(descriptor.to_json_obj())
+    return inline if inline is not None else client.get_blob(repository, descriptor.digest)
 
 
 def pull_bundle(

@@ -210,15 +210,14 @@ def wait_ready(
     Raises :class:`DevEnvError` with the end of ``log_path`` when the process exits first or
     ``timeout`` seconds pass; ``what`` names the process and where it should answer.
     """
-    deadline = time.monotonic() + timeout
-    while True:
+
+    def ready_while_alive() -> bool:
         if not alive():
             raise DevEnvError(f"{what} exited during startup; log {log_path}:\n{tail(log_path)}")
-        if ready():
-            return
-        if time.monotonic() >= deadline:
-            raise DevEnvError(f"{what} did not answer within {timeout} s; log {log_path}:\n{tail(log_path)}")
-        time.sleep(interval)
+        return ready()
+
+    if not wait_for(ready_while_alive, timeout=timeout, interval=interval):
+        raise DevEnvError(f"{what} did not answer within {timeout} s; log {log_path}:\n{tail(log_path)}")
 
 
 def tail(path: Path, lines: int = 20) -> str:

@@ -36,14 +36,9 @@ from ecr_oci.oci.registry import RegistryClient
 
 __all__ = [
     "DEFAULT_APPLETS",
-    "INDEX_MEDIA_TYPE",
-    "MANIFEST_MEDIA_TYPE",
     "build_busybox_base",
     "build_multiplatform_base",
 ]
-
-MANIFEST_MEDIA_TYPE = MediaType.OCI_MANIFEST.value
-INDEX_MEDIA_TYPE = MediaType.OCI_INDEX.value
 
 #: Applets linked into ``/bin`` (enough for plugin shell scripts and for tests to look around).
 DEFAULT_APPLETS: tuple[str, ...] = (
@@ -63,11 +58,12 @@ EPOCH = "1970-01-01T00:00:00Z"
 MARKER_PATH = "etc/ecr-oci-platform"
 
 
-def _split_platform(platform: str) -> tuple[str, str, str | None]:
+def _parse_platform(platform: str) -> Platform:
+    """``os/arch[/variant]`` as a :class:`Platform`; :class:`DevEnvError` for any other shape."""
     parts = platform.split("/")
     if len(parts) not in (2, 3) or not all(parts):
         raise DevEnvError(f"platform {platform!r} is not os/arch[/variant] (e.g. linux/arm64)")
-    return parts[0], parts[1], parts[2] if len(parts) == 3 else None
+    return Platform.parse(platform)
 
 
 @contextmanager
@@ -187,14 +183,15 @@ def build_busybox_base(
 
     entries: list[tuple[str, Descriptor]] = []  # (tag in the layout, descriptor with platform)
     for number, platform in enumerate(platforms):
-        os_name, arch, _variant = _split_platform(platform)
+        parsed = _parse_platform(platform)
+        os_name, arch = parsed.os, parsed.architecture
         layout_tag = f"{tag}-{os_name}-{arch}" if len(platforms) > 1 else tag
         marker = None if number == 0 else f"{platform} (fake: the busybox binary is the host's)"
         rootfs = workdir / f"rootfs-{os_name}-{arch}"
         _make_rootfs(rootfs, busybox=busybox, applets=applets, marker=marker)
         _build_layout_image(layout, layout_tag, rootfs, os_name=os_name, arch=arch, timeout=timeout)
         descriptor = _layout_descriptor(layout, layout_tag)
-        entries.append((layout_tag, descriptor.model_copy(update={"platform": Platform.parse(platform)})))
+        entries.append((layout_tag, descriptor.model_copy(update={"platform": parsed})))
 
     destination = f"docker://{registry_host}/{repository}"
     if len(entries) == 1:
