@@ -88,7 +88,7 @@ def select_platforms(
         return offered
     chosen = []
     for want in requested:
-        match = next((pair for pair in offered if _same_platform(pair[0], want)), None)
+        match = next((pair for pair in offered if pair[0].matches(want)), None)
         if match is None:
             names = ", ".join(str(p) for p, _ in offered) or "none"
             raise BundleSpecError(
@@ -99,12 +99,6 @@ def select_platforms(
             )
         chosen.append(match)
     return chosen
-
-
-def _same_platform(have: Platform, want: Platform) -> bool:
-    if (have.os, have.architecture) != (want.os, want.architecture):
-        return False
-    return want.variant is None or have.variant == want.variant
 
 
 def derive_config(

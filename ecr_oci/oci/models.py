@@ -57,6 +57,19 @@ class Platform(_Model):
         parts = text.split("/")
         return cls(os=parts[0], architecture=parts[1], variant=parts[2] if len(parts) > 2 else None)
 
+    def matches(self, want: Platform) -> bool:
+        """Whether this (offered) platform is ``want``: same os and architecture, and the same
+        variant unless ``want`` names none (``linux/arm64`` takes ``linux/arm64/v8``).
+
+            >>> Platform.parse("linux/arm64/v8").matches(Platform.parse("linux/arm64"))
+            True
+            >>> Platform.parse("linux/arm/v6").matches(Platform.parse("linux/arm/v7"))
+            False
+        """
+        if (self.os, self.architecture) != (want.os, want.architecture):
+            return False
+        return want.variant is None or self.variant == want.variant
+
     def __str__(self) -> str:
         return "/".join(p for p in (self.os, self.architecture, self.variant) if p)
 
@@ -179,6 +192,17 @@ class RawManifest:
     media_type: str
     digest: Digest
     data: bytes
+
+    @classmethod
+    def received(cls, reference: str | Digest, body: bytes, content_type: str, *, what: str) -> RawManifest:
+        """A manifest as a registry answered a GET of ``reference``: verified when asked for by
+        digest (a registry must not substitute content), hashed when asked for by tag."""
+        if isinstance(reference, Digest):
+            reference.verify(body, what=what)
+            digest = reference
+        else:
+            digest = Digest.of(body)
+        return cls(media_type=content_type.split(";")[0].strip(), digest=digest, data=body)
 
     @property
     def is_index(self) -> bool:

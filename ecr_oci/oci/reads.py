@@ -39,6 +39,8 @@ class MetadataReads(Protocol):
 
     def get_blob(self, repository: str, digest: Digest, *, max_size: int = ...) -> bytes: ...
 
+    def close(self) -> None: ...
+
 
 class MetadataReader:
     """Manifests and small blobs of one registry host; thread-safe (one pool of ``connections``).
@@ -81,12 +83,7 @@ class MetadataReader:
         path = f"/v2/{repository}/manifests/{reference}"
         what = f"fetch manifest {repository}:{reference}"
         body, content_type = self._get(path, what=what, accept=MANIFEST_ACCEPT, max_size=MAX_MANIFEST_BYTES)
-        if isinstance(reference, Digest):
-            reference.verify(body, what=f"manifest {repository}@{reference}")
-            digest = reference
-        else:
-            digest = Digest.of(body)
-        return RawManifest(media_type=content_type.split(";")[0].strip(), digest=digest, data=body)
+        return RawManifest.received(reference, body, content_type, what=f"manifest {repository}@{reference}")
 
     def get_blob(self, repository: str, digest: Digest, *, max_size: int = 16 << 20) -> bytes:
         """A small blob (config, payload), verified, at most ``max_size`` bytes."""

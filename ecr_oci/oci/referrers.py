@@ -14,6 +14,7 @@ so that a lost update is repaired by whoever lost it.
 from __future__ import annotations
 
 import functools
+import re
 import time
 from collections.abc import Callable
 from typing import TypeVar
@@ -31,8 +32,26 @@ _READ_ATTEMPTS = 5
 _REFERRER_TAG_HEX = 32
 
 
+#: The tag schema: ``sha256-<hex>`` (a fallback index), ``.sig``/``.att`` (cosign), ``.<32 hex>`` (a
+#: referrer's own tag, :func:`referrer_tag`).
+_SUBJECT_TAG = re.compile(rf"^(sha256)-([0-9a-f]{{64}})(?:\.(sig|att|[0-9a-f]{{{_REFERRER_TAG_HEX}}}))?$")
+
+
 def fallback_tag(subject: Digest) -> str:
     return subject.tag_form
+
+
+def subject_of_tag(tag: str) -> tuple[Digest, str] | None:
+    """``(subject, suffix)`` of a tag-schema tag (suffix ``""`` for the fallback index itself);
+    ``None`` for any other tag, however close (anyone who may push can make such tags).
+
+    >>> subject_of_tag("sha256-" + "a" * 64 + ".sig")[1], subject_of_tag("sha256-latest." + "ab" * 16)
+    ('sig', None)
+    """
+    found = _SUBJECT_TAG.match(tag)
+    if not found:
+        return None
+    return Digest(found.group(1), found.group(2)), found.group(3) or ""
 
 
 def referrer_tag(subject: Digest, referrer: Digest) -> str:
@@ -85,9 +104,9 @@ def referrer_tag_subjects(tags: list[str]) -> dict[str, list[str]]:
     """The referrer tags among ``tags``, by their fallback tag (``sha256-<subject hex>``)."""
     found: dict[str, list[str]] = {}
     for tag in tags:
-        head, dot, suffix = tag.rpartition(".")
-        if dot and head.startswith("sha256-") and len(suffix) == _REFERRER_TAG_HEX:
-            found.setdefault(head, []).append(tag)
+        parsed = subject_of_tag(tag)
+        if parsed is not None and len(parsed[1]) == _REFERRER_TAG_HEX:
+            found.setdefault(fallback_tag(parsed[0]), []).append(tag)
     return found
 
 
@@ -133,11 +152,13 @@ def _lost_referrers(
     tag list when the caller has it)."""
     found: list[Descriptor] = []
     known = {d.digest.hex[:_REFERRER_TAG_HEX] for d in indexed}
-    prefix = fallback_tag(subject) + "."
     for tag in client.list_tags(repository) if tags is None else tags:
-        suffix = tag.removeprefix(prefix)
-        if tag == suffix or len(suffix) != _REFERRER_TAG_HEX or suffix in known:
-            continue  # not a referrer tag (cosign's ``.sig``/``.att``), or already listed
+        parsed = subject_of_tag(tag)
+        if parsed is None or parsed[0] != subject or len(parsed[1]) != _REFERRER_TAG_HEX:
+            continue  # not a referrer tag of ``subject`` (cosign's ``.sig``/``.att`` are not)
+        suffix = parsed[1]
+        if suffix in known:
+            continue  # already listed
         try:
             raw = retry_busy(functools.partial(client.get_manifest, repository, tag))
         except NotFound:

@@ -55,6 +55,7 @@ class RegistryClient:
         insecure: bool = False,
         credentials: Credentials | None = None,
         auth: httpx.Auth | None = None,
+        user_agent: str = "ecr-oci",
         timeout: float = 60.0,
         retries: int = 3,
         backoff: float = 0.5,
@@ -70,7 +71,7 @@ class RegistryClient:
         self._http = httpx.Client(
             auth=auth if auth is not None else RegistryAuth(credentials=credentials),
             timeout=httpx.Timeout(timeout, connect=10.0),
-            headers={"User-Agent": "ecr-oci"},
+            headers={"User-Agent": user_agent},
             follow_redirects=True,
         )
 
@@ -361,14 +362,12 @@ class RegistryClient:
                     )
         finally:
             response.close()
-        body = bytes(data)
-        if isinstance(reference, Digest):
-            reference.verify(body, what=f"manifest {repository}@{reference}")
-            digest = reference
-        else:
-            digest = Digest.of(body)
-        media_type = response.headers.get("Content-Type", "").split(";")[0].strip()
-        return RawManifest(media_type=media_type, digest=digest, data=body)
+        return RawManifest.received(
+            reference,
+            bytes(data),
+            response.headers.get("Content-Type", ""),
+            what=f"manifest {repository}@{reference}",
+        )
 
     def head_manifest(self, repository: str, reference: str | Digest) -> Descriptor | None:
         """The descriptor of a tag or digest, or ``None`` when absent."""

@@ -94,9 +94,8 @@ def profile_annotations(profile: Profile) -> dict[str, str]:
     found: dict[str, str] = {}
     device, measures = profile.device, profile.measures
     if device is not None:
-        name = device.name or device.model or device.cpu
         for key, value in (
-            (ProfileAnnotation.DEVICE, name),
+            (ProfileAnnotation.DEVICE, profile.device_label),
             (ProfileAnnotation.ARCH, device.arch),
             (ProfileAnnotation.ACCELERATOR, device.accelerator),
         ):
@@ -139,10 +138,7 @@ def platform_subject(
     for entry in offered:
         have = entry.platform
         assert have is not None
-        if (have.os, have.architecture) == (want.os, want.architecture) and want.variant in (
-            None,
-            have.variant,
-        ):
+        if have.matches(want):
             subject = Descriptor(mediaType=entry.mediaType, digest=entry.digest, size=entry.size)
             return subject, str(have)
     raise PlatformMismatchError(

@@ -130,6 +130,13 @@ class Profile(_Model):
     def arch(self) -> str | None:
         return self.device.arch if self.device else None
 
+    @property
+    def device_label(self) -> str | None:
+        """What the device is called: its ``name``, else its ``model``, else its ``cpu``; ``None``
+        when none is known (the index groups such runs under ``unknown``)."""
+        device = self.device
+        return (device.name or device.model or device.cpu) if device else None
+
 
 def parse_profile(data: bytes, *, source: str) -> Profile:
     """Parse and validate a profile document; raises :class:`ProfileError` naming ``source``."""

@@ -51,7 +51,7 @@ from ecr_oci.errors import BundleSpecError, Error
 from ecr_oci.profile.device import EnergyMeter, GpuSampler, describe_device, software_versions
 from ecr_oci.profile.metrics import MetricSamples, percentile
 from ecr_oci.profile.model import Measures, Profile, Workload
-from ecr_oci.profile.sampling import DEFAULT_INTERVAL, TreeMeasures, TreeSampler
+from ecr_oci.profile.sampling import DEFAULT_INTERVAL, TreeMeasures, TreeSampler, read_stat
 
 #: Seconds between SIGTERM and SIGKILL when the duration is over (podman's default stop time too).
 DEFAULT_GRACE = 10.0
@@ -263,10 +263,8 @@ def _wait_process(
 
 
 def _is_zombie(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
-    except (OSError, IndexError):
-        return False
+    stat = read_stat(pid)
+    return stat is not None and stat.state == "Z"
 
 
 def _signal_group(pid: int, sig: signal.Signals) -> None:

@@ -65,7 +65,8 @@ def create_app(settings: Settings, *, registry_client: RegistryClientFactory | N
     """The service for ``settings``; ``registry_client`` replaces how registry clients are made
     (tests: a client with other timeouts or credentials)."""
     engine = make_engine(settings.database_url)
-    client_factory = registry_client or (lambda: service_client(settings))
+    issuer = token_issuer(settings) if settings.access_control else None
+    client_factory = registry_client or functools.partial(service_client, settings, issuer)
     shared = SharedClient(client_factory)
 
     @contextlib.asynccontextmanager
@@ -105,7 +106,7 @@ def create_app(settings: Settings, *, registry_client: RegistryClientFactory | N
     app.state.rules = RuleCache(recheck=settings.rules_recheck)
     app.state.authenticator = Authenticator(audience=settings.token_service)
     app.state.audit = AuditLog(app.state.write_sessions)
-    app.state.token_issuer = token_issuer(settings) if settings.access_control else None
+    app.state.token_issuer = issuer
     # the webhook keeps one registry client of its own (connections reused across reviews)
     admission_client = SharedClient(client_factory)
     app.state.admission = AdmissionController(_admission_policy(settings), client=admission_client.get)
@@ -116,12 +117,8 @@ def create_app(settings: Settings, *, registry_client: RegistryClientFactory | N
         batch=settings.index_batch,
         linger=settings.index_linger,
         workers=settings.index_workers,
-        # a process of its own builds its own client: only from the settings, not a custom factory
-        process=WorkerProcess(
-            settings.database_url,
-            functools.partial(service_client, settings),
-            functools.partial(service_reader, settings),
-        )
+        # a process of its own builds its own reader: only from the settings, not a custom factory
+        process=WorkerProcess(settings.database_url, functools.partial(service_reader, settings))
         if settings.index_process
         and registry_client is None
         and WorkerProcess.can_share(settings.database_url)
@@ -171,28 +168,26 @@ def _admission_policy(settings: Settings) -> AdmissionPolicy:
         raise SettingsError(f"admission_trusted_keys: cannot read {err.filename}: {err.strerror}") from None
 
 
-def service_client(settings: Settings) -> RegistryClient:
+def service_client(settings: Settings, issuer: TokenIssuer | None = None) -> RegistryClient:
     """A registry client for the service: short timeouts and few retries (a notification handler
     must answer the registry quickly), and its own User-Agent, so that the registry's pull events
-    for the service's own reads are not counted as anyone's pulls (``services.activity``)."""
-    auth = ServiceRegistryAuth(token_issuer(settings)) if settings.access_control else None
-    client = RegistryClient(
+    for the service's own reads are not counted as anyone's pulls (``services.activity``).
+    ``issuer``: the service's token signer when it has one loaded (else read from the settings)."""
+    return RegistryClient(
         settings.registry,
         insecure=settings.registry_insecure,
-        auth=auth,
+        auth=_service_auth(settings, issuer),
+        user_agent=SERVICE_USER_AGENT,
         timeout=10.0,
         retries=1,
         backoff=0.2,
     )
-    # RegistryClient has no User-Agent argument; its httpx client's default headers are the place
-    client._http.headers["User-Agent"] = SERVICE_USER_AGENT
-    return client
 
 
 def service_reader(settings: Settings) -> MetadataReader:
     """The indexing worker's lean reader of manifests and metadata blobs: the same registry,
     timeouts, User-Agent and minted tokens as :func:`service_client`."""
-    auth = ServiceRegistryAuth(token_issuer(settings)) if settings.access_control else None
+    auth = _service_auth(settings)
     return MetadataReader(
         settings.registry,
         insecure=settings.registry_insecure,
@@ -202,6 +197,13 @@ def service_reader(settings: Settings) -> MetadataReader:
         retries=1,
         backoff=0.2,
     )
+
+
+def _service_auth(settings: Settings, issuer: TokenIssuer | None = None) -> ServiceRegistryAuth | None:
+    """The service's own registry access (tokens it mints) where the registry wants tokens."""
+    if not settings.access_control:
+        return None
+    return ServiceRegistryAuth(issuer if issuer is not None else token_issuer(settings))
 
 
 def token_issuer(settings: Settings) -> TokenIssuer:

@@ -20,16 +20,15 @@ sample ``ValidatingWebhookConfiguration`` pointing at this path.
 
 from __future__ import annotations
 
-import hmac
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
+from ecr_oci.server.routes.deps import get_settings, require_bearer_secret
 from ecr_oci.server.routes.errors import ErrorBody
 from ecr_oci.server.services.admission import AdmissionController, AdmissionReview, AdmissionReviewAnswer
-from ecr_oci.server.services.errors import UnauthorizedError
 
 __all__ = ["router"]
 
@@ -45,14 +44,11 @@ _REQUEST_BODY: dict[str, Any] = {
 
 def _check_caller(request: Request) -> None:
     """The API server's bearer token (``admission_token``), compared in constant time."""
-    expected = request.app.state.settings.admission_token
-    scheme, _, given = request.headers.get("authorization", "").partition(" ")
-    if (
-        expected is None
-        or scheme.lower() != "bearer"
-        or not hmac.compare_digest(given.strip().encode(), expected.get_secret_value().encode())
-    ):
-        raise UnauthorizedError("the webhook needs the API server's bearer token (admission_token)")
+    require_bearer_secret(
+        request,
+        get_settings(request).admission_token,
+        "the webhook needs the API server's bearer token (admission_token)",
+    )
 
 
 def get_admission(request: Request) -> AdmissionController:

@@ -154,17 +154,8 @@ def activity(
     namespace: Namespace, name: Name, session: DbSession, visible: Visible, request: Request
 ) -> ActivitySummary:
     """Actors, source addresses and user agents only for the bundle's admins (else null)."""
-    found = service.activity(session, namespace, name, visible=visible)
-    if sees_who(request, namespace, name):
-        return found
-    return found.model_copy(
-        update={
-            "recent": [
-                e.model_copy(update={"actor": None, "source_addr": None, "user_agent": None})
-                for e in found.recent
-            ]
-        }
-    )
+    show_who = sees_who(session, request, namespace, name)
+    return service.activity(session, namespace, name, visible=visible, show_who=show_who)
 
 
 @router.get(

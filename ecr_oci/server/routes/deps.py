@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hmac
 from collections.abc import Iterator
 
 from fastapi import Request
+from pydantic import SecretStr
 from sqlalchemy.orm import Session
 
 from ecr_oci.server.services.access import ANONYMOUS, Identity
@@ -33,6 +35,7 @@ __all__ = [
     "get_session",
     "get_settings",
     "get_visibility",
+    "require_bearer_secret",
     "sees_who",
 ]
 
@@ -58,6 +61,19 @@ def basic_credentials(header: str) -> tuple[str, str] | None:
     if not sep or not name or "\x00" in name or "\x00" in secret:
         return None  # no principal has a NUL in its name, and the database would refuse one
     return name, secret
+
+
+def require_bearer_secret(request: Request, secret: SecretStr | None, message: str) -> None:
+    """Check ``Authorization: Bearer <secret>`` (a shared secret from the settings), compared in
+    constant time. Raises :class:`UnauthorizedError` with ``message`` when it is missing or wrong,
+    and always when ``secret`` is not configured (``None``)."""
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    if (
+        secret is None
+        or scheme.lower() != "bearer"
+        or not hmac.compare_digest(given.strip().encode(), secret.get_secret_value().encode())
+    ):
+        raise UnauthorizedError(message)
 
 
 def get_identity(request: Request) -> Identity:
@@ -97,14 +113,14 @@ def get_visibility(request: Request) -> Visibility:
     return visible
 
 
-def sees_who(request: Request, namespace: str, name: str) -> bool:
+def sees_who(session: Session, request: Request, namespace: str, name: str) -> bool:
     """Whether the caller may see *who* used ``namespace/name`` (actors, addresses, user agents
-    in its activity): admins, and principals with ``admin`` on it — not everyone who may pull."""
+    in its activity): admins, and principals with ``admin`` on it — not everyone who may pull.
+    ``session``: the route's (the rules are read through the shared cache)."""
     identity = get_identity(request)
     if identity.is_admin:
         return True
-    with request.app.state.sessions() as session:
-        rules = request.app.state.rules.get(session)
+    rules = request.app.state.rules.get(session)
     return bool(rules.level(identity, f"{namespace}/{name}") == "admin")
 
 

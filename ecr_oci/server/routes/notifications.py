@@ -16,7 +16,6 @@ registry then redelivers, which is what we want).
 
 from __future__ import annotations
 
-import hmac
 import json
 import logging
 
@@ -24,9 +23,10 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
 
+from ecr_oci.server.routes.deps import get_settings, require_bearer_secret
 from ecr_oci.server.routes.errors import ErrorBody
 from ecr_oci.server.services.activity import NotificationEnvelope, normalise_timestamps
-from ecr_oci.server.services.errors import InvalidInputError, UnauthorizedError
+from ecr_oci.server.services.errors import InvalidInputError
 from ecr_oci.server.services.notifications import enqueue_events
 
 __all__ = ["router"]
@@ -46,15 +46,9 @@ class EventsAccepted(BaseModel):
 
 
 def _check_secret(request: Request) -> None:
-    secret = request.app.state.settings.notification_secret
-    header = request.headers.get("authorization", "")
-    scheme, _, given = header.partition(" ")
-    if (
-        secret is None
-        or scheme.lower() != "bearer"
-        or not hmac.compare_digest(given.strip().encode(), secret.get_secret_value().encode())
-    ):
-        raise UnauthorizedError("missing or wrong notification secret")
+    require_bearer_secret(
+        request, get_settings(request).notification_secret, "missing or wrong notification secret"
+    )
 
 
 @router.post(

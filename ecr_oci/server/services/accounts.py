@@ -75,7 +75,6 @@ __all__ = [
     "Target",
     "add_member",
     "audit_records",
-    "aware",
     "bootstrap_admin",
     "check_manage",
     "create_namespace",
@@ -106,6 +105,7 @@ __all__ = [
     "set_password",
     "set_visibility",
     "team_members",
+    "token_lifetime",
 ]
 
 #: Principal and team names: lowercase, 2-64 characters, starting with a letter or digit.

@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session
 from ecr_oci.mediatypes import MANIFEST_ACCEPT
 from ecr_oci.server.db.accounts import AuditRecord
 from ecr_oci.server.db.models import Event, Repository, Version
+from ecr_oci.server.services.audit import AuditEntry
 
 __all__ = [
     "SERVICE_USER_AGENT",
@@ -157,22 +158,18 @@ def record_events(session: Session, events: list[NotificationEvent]) -> set[str]
     new = set(session.scalars(statement.returning(Event.event_id), rows))
     if not new:
         return new
-    audits = []
-    for row in rows:
-        if row["event_id"] not in new:
-            continue
-        target = row["repository"] + (f":{row['tag']}" if row["tag"] else f"@{row['digest'] or ''}")
-        audits.append(
-            {
-                "time": row["timestamp"],
-                "actor": row["actor"],
-                "action": row["action"],
-                "outcome": "ok",
-                "target": target[:512],
-                "source_addr": row["source_addr"],
-                "detail": {"user_agent": row["user_agent"]} if row["user_agent"] else {},
-            }
-        )
+    audits = [
+        AuditEntry(
+            actor=row["actor"],
+            action=row["action"],
+            target=row["repository"] + (f":{row['tag']}" if row["tag"] else f"@{row['digest'] or ''}"),
+            source_addr=row["source_addr"],
+            detail={"user_agent": row["user_agent"]} if row["user_agent"] else {},
+            time=row["timestamp"],
+        ).row()
+        for row in rows
+        if row["event_id"] in new
+    ]
     session.execute(insert(cast(Table, AuditRecord.__table__)), audits)
     return new
 

@@ -251,7 +251,6 @@ class ImageDecision:
 
     allowed: bool
     reason: str
-    digest: Digest | None = None
     warning: str | None = None
 
 
@@ -289,6 +288,7 @@ class DecisionCache:
                 self._entries.popitem(last=False)
 
     def clear(self) -> None:
+        """Forget every decision (``benchmarks/admission.py`` measures cold reviews this way)."""
         with self._lock:
             self._entries.clear()
 
@@ -464,7 +464,6 @@ class AdmissionController:
     def _check(
         self, client: RegistryClient, ref: Reference, *, deployment: str | None, now: datetime
     ) -> _Checked:
-        digest = ref.digest
         try:
             failures: list[VerificationError] = []
             for public_key in self.policy.trusted_keys:
@@ -477,10 +476,10 @@ class AdmissionController:
                 best = _furthest(failures)
                 log.info("admission: %s denied: %s", ref, best)  # the detail, with digests, for operators
                 if best.reason == "no-signature":
-                    return _Checked(ImageDecision(False, _UNSIGNED_MISSING, digest))
-                return _Checked(ImageDecision(False, f"not signed by a trusted key ({best.reason})", digest))
+                    return _Checked(ImageDecision(False, _UNSIGNED_MISSING))
+                return _Checked(ImageDecision(False, f"not signed by a trusted key ({best.reason})"))
             if deployment is None:
-                return _Checked(ImageDecision(True, "signed", digest))
+                return _Checked(ImageDecision(True, "signed"))
             approvals: list[VerifiedApproval] = []
             failures = []
             for public_key in self.policy.trusted_keys:
@@ -492,22 +491,20 @@ class AdmissionController:
                 best = _furthest(failures)
                 log.info("admission: %s not approved for %s: %s", ref, deployment, best)
                 return _Checked(
-                    ImageDecision(
-                        False, f"no valid approval for deployment {deployment!r} ({best.reason})", digest
-                    )
+                    ImageDecision(False, f"no valid approval for deployment {deployment!r} ({best.reason})")
                 )
         except NotFound:
-            return _Checked(ImageDecision(False, _UNSIGNED_MISSING, digest), cacheable=False)
+            return _Checked(ImageDecision(False, _UNSIGNED_MISSING), cacheable=False)
         except RegistryError as err:
             log.warning("admission: cannot verify %s: %s", ref, err)
             return _Checked(
-                ImageDecision(False, "the registry failed while verifying the image; try again", digest),
+                ImageDecision(False, "the registry failed while verifying the image; try again"),
                 cacheable=False,
             )
         expiries = [a.approval.expires for a in approvals]
         # the approval that lasts longest decides until when the verdict holds (None: no expiry)
         lasting = None if any(e is None for e in expiries) else max(e for e in expiries if e is not None)
-        return _Checked(ImageDecision(True, f"signed and approved for {deployment}", digest), lasting)
+        return _Checked(ImageDecision(True, f"signed and approved for {deployment}"), lasting)
 
 
 def _uid_of(data: Any) -> str | None:

@@ -111,7 +111,7 @@ class AuditLog:
         for entry in entries:  # one bad entry must not take the others with it
             try:
                 with self.sessions.begin() as session:
-                    session.execute(insert(AuditRecord), [entry.row()])
+                    audit_now(session, entry)
                 written += 1
             except Exception:
                 log.exception("could not write an audit entry (%s by %s); dropped", entry.action, entry.actor)

@@ -39,7 +39,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from pydantic import ValidationError
 from sqlalchemy import Table, bindparam, delete, insert, select, text, tuple_, update
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 from ecr_oci.bundle.config import ROLE_ANNOTATION, BundleConfig
 from ecr_oci.bundle.spec import _SEMVER_RE  # the one semver rule ecr.yaml versions follow
@@ -48,7 +48,7 @@ from ecr_oci.errors import NotFound, RegistryError
 from ecr_oci.mediatypes import MediaType
 from ecr_oci.oci.models import RawManifest, embedded_content
 from ecr_oci.oci.reads import MetadataReads
-from ecr_oci.oci.registry import RegistryClient
+from ecr_oci.oci.referrers import subject_of_tag
 from ecr_oci.server.db.models import (
     Layer,
     ManifestRow,
@@ -115,7 +115,6 @@ _LAYERS = cast(Table, Layer.__table__)
 _KEYWORDS = cast(Table, VersionKeyword.__table__)
 _REQUIREMENTS = cast(Table, VersionRequirement.__table__)
 _IMAGE_CONFIGS = frozenset({MediaType.OCI_CONFIG, MediaType.DOCKER_CONFIG})
-_TAG_SUBJECT = re.compile(r"^(sha256)-([0-9a-f]{64})(?:\.(sig|att|[0-9a-f]{32}))?$")
 _REQUIREMENT_NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
 #: Small blobs read to classify (image config, bundle config, sigstore bundle): bigger is hostile.
 MAX_METADATA_BLOB = 1 << 20
@@ -148,12 +147,8 @@ def tag_subject(tag: str | None) -> tuple[str, str] | None:
     >>> tag_subject("0.1.0") is None
     True
     """
-    if tag is None:
-        return None
-    found = _TAG_SUBJECT.match(tag)
-    if not found:
-        return None
-    return f"{found.group(1)}:{found.group(2)}", found.group(3) or ""
+    found = subject_of_tag(tag) if tag is not None else None
+    return (str(found[0]), found[1]) if found is not None else None
 
 
 @dataclass(frozen=True)
@@ -281,25 +276,15 @@ class FetchedManifest:
 class Indexer:
     """Index manifests and tags of one registry into the database.
 
-    ``client`` is the registry; ``sessions`` makes *write* sessions (``session_factory(engine,
-    write=True)``). Methods raise :class:`~ecr_oci.errors.RegistryError` when the registry fails
-    (callers decide: the notification handler logs and leaves it for reconcile).
+    ``reads`` is where manifests and metadata blobs are read (a registry client, or the indexing
+    worker's lean reader); the write methods take the caller's session. Reads raise
+    :class:`~ecr_oci.errors.RegistryError` when the registry fails (callers decide: the
+    notification handler logs and leaves it for reconcile).
     """
 
-    def __init__(
-        self,
-        client: RegistryClient,
-        sessions: sessionmaker[Session],
-        *,
-        cache: BlobCache | None = None,
-        reads: MetadataReads | None = None,
-    ) -> None:
-        self.client = client
-        self.sessions = sessions
+    def __init__(self, reads: MetadataReads, *, cache: BlobCache | None = None) -> None:
+        self.reads = reads
         self.cache = cache if cache is not None else BlobCache()
-        #: Where manifests and metadata blobs are read: the lean reader where the caller has one
-        #: (the indexing worker), else ``client``.
-        self.reads: MetadataReads = reads if reads is not None else client
 
     # -- registry side --------------------------------------------------------------------------
 
@@ -411,11 +396,6 @@ class Indexer:
                 )
         return {"platforms": [platform], "base_layers": _image_layers(document)}
 
-    def current_digest(self, repository: str, tag: str) -> Digest | None:
-        """Where ``tag`` points now (HEAD), or ``None`` when it is gone."""
-        descriptor = self.client.head_manifest(repository, tag)
-        return descriptor.digest if descriptor is not None else None
-
     def current_manifest(self, repository: str, tag: str) -> RawManifest | None:
         """What ``tag`` points at now, read in one round trip (GET by tag: the digest and the
         manifest together, where HEAD then GET take two), or ``None`` when the tag is gone."""
@@ -524,13 +504,16 @@ class Indexer:
             if key in existing or fetched.classified.kind in _SIDE_ROW_KINDS
         ]
         if side:
+            profiled: dict[int, set[str]] = {}
             for row in session.scalars(
                 select(ManifestRow)
                 .where(tuple_(ManifestRow.repository_id, ManifestRow.digest).in_(side))
                 .execution_options(populate_existing=True)
             ):
                 sync_signatures(session, row)
-                sync_profile(session, row)
+                profiled.setdefault(row.repository_id, set()).update(sync_profile(session, row))
+            for repo_id, subjects in sorted(profiled.items()):  # once per repository, not per run
+                refresh_summaries(session, repo_id, subjects)
         # the versions touched: tags pointing at the manifests or at a bundle's subject, and the set tags
         wanted = set(by_key)
         affected: dict[int, set[str]] = {}
@@ -565,12 +548,11 @@ class Indexer:
         self, session: Session, pointers: Sequence[tuple[Repository, str, str]], *, sync: bool = True
     ) -> dict[int, set[str]]:
         """Point each (repository, tag) at its digest, in a few statements; returns the tags
-        (by repository id) whose versions may have changed. A repeated tag: the last one wins."""
+        (by repository id) whose versions may have changed. A repeated tag: the last one wins.
+        The caller holds the repositories' locks (rows from :func:`repository_rows`)."""
         if not pointers:
             return {}
         repos = {repo.id: repo for repo, _, _ in pointers}
-        for repo in sorted(repos.values(), key=lambda r: r.name):
-            lock_repository(session, repo.name)
         wanted: dict[tuple[int, str], str] = {}
         for repo, tag, digest in pointers:
             wanted.pop((repo.id, tag), None)
@@ -686,13 +668,8 @@ def find_repository(session: Session, name: str) -> Repository | None:
 
 
 def repository_row(session: Session, name: str) -> Repository:
-    """The repository row for ``name``, created when missing."""
-    repo = find_repository(session, name)
-    if repo is None:
-        repo = Repository(name=name, namespace=name.split("/", 1)[0] if "/" in name else "")
-        session.add(repo)
-        session.flush()
-    return repo
+    """The repository row for ``name`` (locked), created when missing."""
+    return repository_rows(session, [name])[name]
 
 
 def repository_rows(session: Session, names: Iterable[str]) -> dict[str, Repository]:

@@ -4,7 +4,7 @@
 queue); the indexing worker (``services.queue``) calls :func:`handle_events` on queued batches
 with ``record=False``, a thread pool and the rows to dequeue. Tests call it inline.
 
-    >>> handle_events([], sessions, client)                          # doctest: +SKIP
+    >>> handle_events([], sessions, reads)                           # doctest: +SKIP
     {'recorded': 0, 'indexed': 0, 'deferred': 0}
 
 Manifest pushes index the pushed reference; manifest deletes forget the digest. Blob events only
@@ -48,14 +48,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from ecr_oci.digest import Digest
 from ecr_oci.errors import Error, RegistryError
 from ecr_oci.oci.reads import MetadataReads
-from ecr_oci.oci.registry import RegistryClient
 from ecr_oci.server.db.models import ManifestRow, PendingEvent, Repository, Tag, utcnow
 from ecr_oci.server.services.activity import NotificationEvent, record_events
 from ecr_oci.server.services.index import (
     BlobCache,
     FetchedManifest,
     Indexer,
-    lock_repository,
     repository_row,
 )
 
@@ -172,7 +170,6 @@ def _apply(indexer: Indexer, session: Session, step: _Step) -> None:
         indexer.store(session, step.fetched, tag=step.tag)
     elif step.action == "tag":
         assert step.tag is not None and step.digest is not None
-        lock_repository(session, step.repository)
         indexer.set_tag(session, repository_row(session, step.repository), step.tag, step.digest)
     elif step.action == "forget-tag":
         assert step.tag is not None
@@ -289,26 +286,24 @@ def _plan_group(
 def handle_events(
     events: list[NotificationEvent],
     sessions: sessionmaker[Session],
-    client: RegistryClient,
+    reads: MetadataReads,
     *,
     cache: BlobCache | None = None,
     record: bool = True,
     done: Sequence[int] = (),
     pool: Executor | None = None,
-    reads: MetadataReads | None = None,
 ) -> dict[str, int]:
-    """Record and index one notification batch; ``client`` is used, not closed (the service
-    keeps one alive across requests: connection reuse); ``cache`` keeps small immutable blobs.
+    """Record and index one notification batch; ``reads`` (a registry client, or the worker's
+    lean reader) is used, not closed (connections are reused across batches); ``cache`` keeps
+    small immutable blobs.
 
     ``record=False``: the events' activity rows were written already (:func:`enqueue_events`).
     ``done``: ids of ``pending_event`` rows that this batch consumes, deleted in its write
     transaction (so they stay queued if it fails). ``pool``: plan independent groups of events
     (:func:`_groups`) in parallel, their registry reads overlapping; ``None`` plans serially.
-    ``reads``: read manifests and metadata blobs through it (the worker's lean reader) instead of
-    ``client``.
     """
     recorded = indexed = deferred = 0
-    indexer = Indexer(client, sessions, cache=cache, reads=reads)
+    indexer = Indexer(reads, cache=cache)
     work = [e for e in events if is_work(e)]
     planned: list[tuple[int, _Step]] = []
     if work:

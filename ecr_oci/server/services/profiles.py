@@ -40,7 +40,7 @@ from sqlalchemy.orm import InstrumentedAttribute, Session, aliased
 from ecr_oci.digest import Digest
 from ecr_oci.errors import InvalidReferenceError
 from ecr_oci.mediatypes import MediaType
-from ecr_oci.profile.model import ProfileError, parse_profile
+from ecr_oci.profile.model import MAX_PROFILE_BYTES, Profile, ProfileError, parse_profile
 from ecr_oci.server.db.models import (
     ManifestRow,
     Platform,
@@ -72,8 +72,6 @@ log = logging.getLogger("ecr_oci.server.profiles")
 #: The statistics a metric filter or sort may name (the profile's ``metrics.<name>`` keys).
 METRIC_STATS = ("p50", "p95", "p99")
 Stat = Literal["p50", "p95", "p99"]
-#: Profile layers larger than this are not read (a profile is a summary; MAX_PROFILE_BYTES is 1 MiB).
-MAX_PROFILE_LAYER = 1 << 20
 #: ``max_metric`` filters accepted in one query.
 MAX_METRIC_BOUNDS = 8
 #: Metric names as plugins write them (``inference_ms``, ``fps``, ``decode.ms``).
@@ -87,6 +85,8 @@ _UNITS = {"": 0, "K": 1, "M": 2, "G": 3, "T": 4, "P": 5}
 #: An unnamed device: profiles without ``device.name`` (or model, cpu) are grouped under it.
 UNKNOWN_DEVICE = "unknown"
 _FIGURES = ("wall_s", "cpu_s", "peak_rss_bytes", "gpu_util_percent_peak", "gpu_memory_peak_bytes")
+#: The figures that are whole numbers (the others are floats), ``exit_status`` included.
+_INTEGER_FIGURES = frozenset({"peak_rss_bytes", "gpu_memory_peak_bytes", "exit_status"})
 
 
 def _bad(message: str) -> InvalidInputError:
@@ -203,8 +203,8 @@ def _read_profile(read: Callable[[Digest], bytes], descriptor: object, source: s
         digest = Digest.parse(descriptor["digest"])
     except InvalidReferenceError:
         raise ProfileError("the profile layer's digest is not valid", file=source) from None
-    if int(descriptor.get("size") or 0) > MAX_PROFILE_LAYER:
-        raise ProfileError(f"the profile layer is larger than {MAX_PROFILE_LAYER >> 20} MiB", file=source)
+    if int(descriptor.get("size") or 0) > MAX_PROFILE_BYTES:
+        raise ProfileError(f"the profile layer is larger than {MAX_PROFILE_BYTES >> 20} MiB", file=source)
     return parse_profile(read(digest), source=f"{source} layer {digest}").to_json()
 
 
@@ -250,6 +250,15 @@ def _integer(raw: object) -> int | None:
     return int(number) if number is not None else None
 
 
+def _coerce_figures(raw: dict[str, Any]) -> dict[str, float | int | None]:
+    """The :data:`_FIGURES` and ``exit_status`` of ``raw`` (JSON data): numbers, ``None`` when
+    absent or not a number; :data:`_INTEGER_FIGURES` as integers."""
+    return {
+        name: _integer(raw.get(name)) if name in _INTEGER_FIGURES else _number(raw.get(name))
+        for name in (*_FIGURES, "exit_status")
+    }
+
+
 def _run_metrics(raw: object) -> dict[str, dict[str, float | int | None]]:
     found: dict[str, dict[str, float | int | None]] = {}
     for name, summary in (raw if isinstance(raw, dict) else {}).items():
@@ -262,41 +271,39 @@ def _run_metrics(raw: object) -> dict[str, dict[str, float | int | None]]:
     return found
 
 
-def sync_profile(session: Session, row: ManifestRow) -> None:
-    """Rewrite the run of one manifest from its ``details`` (a valid profile with a subject), then
-    the summaries of its subject. For any other manifest: one SELECT that finds no run."""
+def sync_profile(session: Session, row: ManifestRow) -> set[str]:
+    """Rewrite the run of one manifest from its ``details`` (a valid profile with a subject).
+
+    Returns the subjects whose runs changed (the old one and the new one): the caller passes them,
+    gathered over a batch, to :func:`refresh_summaries` once per repository, so that a batch of
+    profiles of one platform re-aggregates it once. For any other manifest: one SELECT that finds
+    no run, and no subject.
+    """
     old = session.scalar(select(ProfileRun.subject_digest).where(ProfileRun.manifest_id == row.id))
     profile = row.details.get("profile") if row.kind == "profile" else None
     if old is None and not (isinstance(profile, dict) and row.subject_digest):
-        return
+        return set()
     session.execute(delete(ProfileRun).where(ProfileRun.manifest_id == row.id))
     subjects = {old} if old else set()
     if isinstance(profile, dict) and row.subject_digest:
+        # details hold what profile_details validated: the model reads it back
         device = profile.get("device") or {}
-        measures = profile.get("measures") or {}
         session.add(
             ProfileRun(
                 manifest_id=row.id,
                 repository_id=row.repository_id,
                 subject_digest=row.subject_digest,
                 manifest_digest=row.digest,
-                device=str(device.get("name") or device.get("model") or device.get("cpu") or UNKNOWN_DEVICE)[
-                    :255
-                ],
+                device=str(Profile.model_validate(profile).device_label or UNKNOWN_DEVICE)[:255],
                 arch=str(device["arch"])[:64] if device.get("arch") else None,
                 created=str(profile["created"])[:40] if profile.get("created") else None,
-                wall_s=_number(measures.get("wall_s")),
-                cpu_s=_number(measures.get("cpu_s")),
-                peak_rss_bytes=_integer(measures.get("peak_rss_bytes")),
-                gpu_util_percent_peak=_number(measures.get("gpu_util_percent_peak")),
-                gpu_memory_peak_bytes=_integer(measures.get("gpu_memory_peak_bytes")),
-                exit_status=_integer(measures.get("exit_status")),
+                **_coerce_figures(profile.get("measures") or {}),
                 metrics=_run_metrics(profile.get("metrics")),
             )
         )
         subjects.add(row.subject_digest)
     session.flush()
-    refresh_summaries(session, row.repository_id, subjects)
+    return subjects
 
 
 def _median(values: Sequence[float | int | None]) -> float | None:
@@ -321,9 +328,10 @@ def _run_figures(run: ProfileRun) -> dict[str, Any]:
 def aggregate(runs: Sequence[ProfileRun]) -> dict[str, Any]:
     """The summary of the runs of one device on one platform manifest (see the module docstring)."""
     newest = _newest_first(runs)
-    figures: dict[str, Any] = {name: _median([getattr(r, name) for r in runs]) for name in _FIGURES}
-    for name in ("peak_rss_bytes", "gpu_memory_peak_bytes"):
-        figures[name] = int(figures[name]) if figures[name] is not None else None
+    figures: dict[str, Any] = {}
+    for name in _FIGURES:
+        median = _median([getattr(r, name) for r in runs])
+        figures[name] = int(median) if median is not None and name in _INTEGER_FIGURES else median
     names = sorted({name for r in runs for name in r.metrics})
     metrics: dict[str, dict[str, float | int | None]] = {}
     for name in names:
@@ -454,30 +462,16 @@ def metric_sort_rows(
 # --- rendering -------------------------------------------------------------------------------------
 
 
-def _metric_figures(raw: object) -> dict[str, MetricFigures]:
-    return {
-        name: MetricFigures(
-            p50=_number(m.get("p50")),
-            p95=_number(m.get("p95")),
-            p99=_number(m.get("p99")),
-            count=_integer(m.get("count")),
-        )
-        for name, m in (raw.items() if isinstance(raw, dict) else [])
-        if isinstance(m, dict)
-    }
-
-
 def _figures_of(raw: dict[str, Any]) -> ProfileFigures:
-    return ProfileFigures(
-        created=raw.get("created"),
-        manifest_digest=raw.get("manifest_digest"),
-        wall_s=_number(raw.get("wall_s")),
-        cpu_s=_number(raw.get("cpu_s")),
-        peak_rss_bytes=_integer(raw.get("peak_rss_bytes")),
-        gpu_util_percent_peak=_number(raw.get("gpu_util_percent_peak")),
-        gpu_memory_peak_bytes=_integer(raw.get("gpu_memory_peak_bytes")),
-        exit_status=_integer(raw.get("exit_status")),
-        metrics=_metric_figures(raw.get("metrics")),
+    return ProfileFigures.model_validate(
+        {
+            "created": raw.get("created"),
+            "manifest_digest": raw.get("manifest_digest"),
+            **_coerce_figures(raw),
+            "metrics": {
+                name: MetricFigures.model_validate(m) for name, m in _run_metrics(raw.get("metrics")).items()
+            },
+        }
     )
 
 

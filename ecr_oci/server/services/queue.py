@@ -38,8 +38,7 @@ from pydantic import ValidationError
 from sqlalchemy import delete, func, make_url, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from ecr_oci.oci.reads import MetadataReader, MetadataReads
-from ecr_oci.oci.registry import RegistryClient
+from ecr_oci.oci.reads import MetadataReads
 from ecr_oci.server.db.engine import make_engine, session_factory
 from ecr_oci.server.db.models import PendingEvent
 from ecr_oci.server.services.activity import NotificationEvent
@@ -59,16 +58,15 @@ def pending_count(sessions: sessionmaker[Session]) -> int:
 
 @dataclass(frozen=True)
 class WorkerProcess:
-    """What a worker in a process of its own needs to build its engine, registry client and
-    reader (:class:`~ecr_oci.oci.reads.MetadataReader`: the worker's reads, ~half of httpx's CPU).
+    """What a worker in a process of its own needs to build its engine and its registry reader
+    (:class:`~ecr_oci.oci.reads.MetadataReader`: about half of httpx's CPU per read).
 
-    Sent to a freshly spawned interpreter, so it must pickle: ``client`` and ``reads`` are
-    module-level functions or ``functools.partial`` s of one (``partial(service_client, settings)``).
+    Sent to a freshly spawned interpreter, so it must pickle: ``reads`` is a module-level
+    function or a ``functools.partial`` of one (``partial(service_reader, settings)``).
     """
 
     database_url: str
-    client: Callable[[], RegistryClient]
-    reads: Callable[[], MetadataReader] | None = None
+    reads: Callable[[], MetadataReads]
 
     @staticmethod
     def can_share(database_url: str) -> bool:
@@ -93,7 +91,7 @@ class EventQueue:
     def __init__(
         self,
         sessions: sessionmaker[Session],
-        client: Callable[[], RegistryClient],
+        reads: Callable[[], MetadataReads],
         *,
         cache: BlobCache | None = None,
         batch: int = 100,
@@ -101,12 +99,10 @@ class EventQueue:
         workers: int = 8,
         poll: float = 1.0,
         process: WorkerProcess | None = None,
-        reads: MetadataReads | None = None,
     ) -> None:
         self.sessions = sessions
         self.process = process
-        self.client = client
-        #: Where the worker reads manifests and metadata blobs (``None``: through ``client``).
+        #: Where the worker reads manifests and metadata blobs (a registry client, or the lean reader).
         self.reads = reads
         self.cache = cache if cache is not None else BlobCache()
         self.batch = batch
@@ -201,12 +197,11 @@ class EventQueue:
             result = handle_events(
                 list(latest.values()),
                 self.sessions,
-                self.client(),
+                self.reads(),
                 cache=self.cache,
                 record=False,
                 done=ids,
                 pool=self._pool,
-                reads=self.reads,
             )
             if result["deferred"]:
                 log.info("batch of %d: %d left for reconcile", len(rows), result["deferred"])
@@ -256,7 +251,7 @@ def _process_main(
     log_level: int,
     log_format: str | None,
 ) -> None:
-    """The worker process: its own engine, registry client and thread pool, the same loop."""
+    """The worker process: its own engine, registry reader and thread pool, the same loop."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the group: the service stops us
     logging.basicConfig(level=log_level, format=log_format or logging.BASIC_FORMAT)
     logging.getLogger("httpx").setLevel(max(log_level, logging.WARNING))
@@ -270,16 +265,13 @@ def _process_main(
 
     threading.Thread(target=orphaned, name="ecr-index-parent", daemon=True).start()
     engine = make_engine(process.database_url)
-    client = process.client()
-    reads = process.reads() if process.reads is not None else None
-    queue = EventQueue(session_factory(engine, write=True), lambda: client, reads=reads, **options)
+    reads = process.reads()
+    queue = EventQueue(session_factory(engine, write=True), lambda: reads, **options)
     queue._wake, queue._stopping = wake, stopping
     queue._pool = ThreadPoolExecutor(max_workers=queue.workers, thread_name_prefix="ecr-fetch")
     try:
         queue._run()
     finally:
         queue._pool.shutdown(wait=True, cancel_futures=True)
-        client.close()
-        if reads is not None:
-            reads.close()
+        reads.close()
         engine.dispose()

@@ -42,7 +42,6 @@ from ecr_oci.server.services.index import (
     FetchedManifest,
     Indexer,
     is_version_tag,
-    lock_repository,
     repository_row,
     sync_versions,
 )
@@ -170,7 +169,7 @@ class Reconciler:
         walk_started = utcnow()
         catalog = list_catalog(client)
         report.repositories = len(catalog)
-        indexer = Indexer(client, self.sessions)
+        indexer = Indexer(client)
         referrers_api: bool | None = None
         with ThreadPoolExecutor(WORKERS, thread_name_prefix="reconcile") as pool:
             for repository in catalog:
@@ -178,7 +177,7 @@ class Reconciler:
                     report.errors.append("stopped before the end")
                     return report
                 referrers_api = self._repository(
-                    indexer, pool, repository, walk_started, report, referrers_api
+                    client, indexer, pool, repository, walk_started, report, referrers_api
                 )
         with self.sessions.begin() as session:
             gone = select(Repository).where(
@@ -191,6 +190,7 @@ class Reconciler:
 
     def _repository(
         self,
+        client: RegistryClient,
         indexer: Indexer,
         pool: ThreadPoolExecutor,
         repository: str,
@@ -198,12 +198,11 @@ class Reconciler:
         report: ReconcileReport,
         referrers_api: bool | None,
     ) -> bool | None:
-        client = indexer.client
         tags = client.list_tags(repository)
         if referrers_api is not True:
             _mend(client, repository, tags, report)
-        heads = dict(zip(tags, pool.map(lambda t: indexer.current_digest(repository, t), tags), strict=True))
-        current = {tag: str(d) for tag, d in heads.items() if d is not None}
+        heads = dict(zip(tags, pool.map(lambda t: client.head_manifest(repository, t), tags), strict=True))
+        current = {tag: str(d.digest) for tag, d in heads.items() if d is not None}
         report.tags += len(current)
         with self.sessions() as session:
             known = set(
@@ -243,7 +242,6 @@ class Reconciler:
                 fetched.append(result)
         report.fetched += len(fetched)
         with self.sessions.begin() as session:
-            lock_repository(session, repository)
             repo = repository_row(session, repository)
             indexer.store_many(session, [(item, None) for item in fetched])  # set-based, one pass
             affected: set[str] = set()

@@ -830,9 +830,16 @@ def oci_referrers_index(found: ReferrerList) -> OciIndex:
 
 
 def activity(
-    session: Session, namespace: str, name: str, *, visible: Visibility, recent: int = RECENT_EVENTS
+    session: Session,
+    namespace: str,
+    name: str,
+    *,
+    visible: Visibility,
+    show_who: bool = True,
+    recent: int = RECENT_EVENTS,
 ) -> ActivitySummary:
-    """Pull counts per version (newest version first) and the latest events of ``namespace/name``.
+    """Pull counts per version (newest version first) and the latest events of ``namespace/name``;
+    ``show_who=False`` leaves actors, source addresses and user agents out (null).
 
     The counting rule is :func:`~ecr_oci.server.services.activity.pull_counts`' (manifest GETs of
     the version's image). Raises :class:`NotFoundError`.
@@ -852,9 +859,9 @@ def activity(
                 action=e.action,
                 digest=e.digest,
                 tag=e.tag,
-                actor=e.actor,
-                source_addr=e.source_addr,
-                user_agent=e.user_agent,
+                actor=e.actor if show_who else None,
+                source_addr=e.source_addr if show_who else None,
+                user_agent=e.user_agent if show_who else None,
                 timestamp=e.timestamp.isoformat(),
             )
             for e in recent_events(session, repo.name, limit=recent)

@@ -1,6 +1,7 @@
 """Performance filters (issue 6): parsing, aggregation and the search over profile summaries, on a
 real database made by the migrations (SQLite and PostgreSQL). Runs go in as the indexer writes them
-(a ``profile`` manifest row with the profile in ``details``, then :func:`sync_profile`)."""
+(a ``profile`` manifest row with the profile in ``details``, then :func:`sync_profile` and
+:func:`refresh_summaries`)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from ecr_oci.server.services.profiles import (
     MetricSort,
     PerformanceFilters,
     parse_bytes,
+    refresh_summaries,
     sync_profile,
 )
 from ecr_oci.server.services.visibility import Visibility
@@ -159,7 +161,7 @@ def add_profile(
     )
     session.add(row)
     session.flush()
-    sync_profile(session, row)
+    refresh_summaries(session, row.repository_id, sync_profile(session, row))
     return row
 
 
@@ -295,7 +297,7 @@ def test_forgetting_a_run_reaggregates(engine: Engine) -> None:
         row = add_profile(session, version, 1, device="tx2", inference_p95=10)
         assert hits(session, device="tx2") == ["perf/none"]
         row.details = {"profile_error": "garbage"}  # re-indexed as invalid: no run, no summary
-        sync_profile(session, row)
+        refresh_summaries(session, row.repository_id, sync_profile(session, row))
         assert hits(session, device="tx2") == []
         assert session.scalar(select(ProfileRun).where(ProfileRun.manifest_id == row.id)) is None
         session.rollback()

@@ -119,7 +119,7 @@ def test_version_links_whichever_arrives_first(bundle_first: bool) -> None:
     engine = make_engine("sqlite://")
     upgrade(engine)
     sessions = session_factory(engine, write=True)
-    indexer = Indexer(None, sessions)  # type: ignore[arg-type]  # store() never touches the registry
+    indexer = Indexer(None)  # type: ignore[arg-type]  # store() never touches the registry
     image = _fetched(
         IMAGE,
         "image",
@@ -226,7 +226,7 @@ def test_a_batch_writes_what_one_by_one_writes() -> None:
         engine = make_engine("sqlite://")
         upgrade(engine)
         sessions = session_factory(engine, write=True)
-        indexer = Indexer(None, sessions)  # type: ignore[arg-type]  # storing never reads the registry
+        indexer = Indexer(None)  # type: ignore[arg-type]  # storing never reads the registry
         with sessions.begin() as session:
             indexer.store_many(session, steps[:1])  # something indexed before the batch
         with sessions.begin() as session:
