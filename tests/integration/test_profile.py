@@ -76,10 +76,19 @@ def _assert_hog(profile: Profile) -> None:
     assert measures.exit_status == 0
 
 
-def _assert_no_gpu_fields(document: dict[str, Any]) -> None:
+def _assert_gpu_fields_match_the_host(document: dict[str, Any]) -> None:
+    """The GPU fields are there exactly when ``nvidia-smi`` is (ecr_oci.profile.device): absent,
+    never zero, without it; the accelerator and the sampled peaks with it."""
+    gpu_measures = {k for k in document["measures"] if k.startswith("gpu_")}
     if shutil.which("nvidia-smi") is None:
         assert "accelerator" not in document["device"]
-        assert not {k for k in document["measures"] if k.startswith("gpu_")}
+        assert not gpu_measures
+    else:
+        assert document["device"].get("accelerator"), document["device"]
+        assert "accelerator_memory_bytes" in document["device"], document["device"]
+        # utilisation may be "[N/A]" (a MIG-partitioned GPU) and is then absent; memory used is not
+        assert "gpu_memory_peak_bytes" in gpu_measures, document["measures"]
+        assert gpu_measures <= {"gpu_util_percent_peak", "gpu_memory_peak_bytes"}, document["measures"]
 
 
 # --- the process runtime ---------------------------------------------------------------------------
@@ -102,7 +111,7 @@ def test_process_runtime_measures_the_cpu_burner(tmp_path: Path) -> None:
     )
     assert profile.device is not None and profile.device.name == "ci"
     assert profile.software is not None and profile.software["runtime"] == "process"
-    _assert_no_gpu_fields(profile.to_json())
+    _assert_gpu_fields_match_the_host(profile.to_json())
 
 
 def test_process_runtime_measures_the_memory_hog_through_the_cli(ecr: Runner, tmp_path: Path) -> None:
@@ -111,7 +120,7 @@ def test_process_runtime_measures_the_memory_hog_through_the_cli(ecr: Runner, tm
         "--input", "hold_seconds=2", "-o", str(out))  # fmt: skip
     document = json.loads(out.read_text())
     _assert_hog(Profile.model_validate(document))
-    _assert_no_gpu_fields(document)
+    _assert_gpu_fields_match_the_host(document)
 
 
 def test_duration_stops_the_plugin_with_sigterm(tmp_path: Path) -> None:
@@ -153,7 +162,7 @@ def test_podman_runtime_measures_the_memory_hog_and_attaches(
     profile = Profile.model_validate(document)
     _assert_hog(profile)
     assert profile.software is not None and profile.software["runtime"].startswith("podman ")
-    _assert_no_gpu_fields(document)
+    _assert_gpu_fields_match_the_host(document)
     assert attached["platform"] == "linux/amd64"
     assert attached["annotations"][ProfileAnnotation.PEAK_RSS_BYTES] == str(profile.measures.peak_rss_bytes)  # type: ignore[union-attr]
     listed = json.loads(podman_ecr("profile", "list", reference, "--insecure", "--json").stdout)["profiles"]

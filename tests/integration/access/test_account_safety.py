@@ -7,8 +7,7 @@ activity names its users only to its admins.
 
 from __future__ import annotations
 
-import base64
-import json
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -18,6 +17,7 @@ import pytest
 from ecr_oci.oci.auth import Credentials
 from ecr_oci.server.services import accounts
 from tests.fixtures.access import AccessEnv
+from tests.fixtures.token_server import b64url_json
 
 pytestmark = pytest.mark.integration
 
@@ -84,10 +84,9 @@ def test_a_forged_node_assertion_is_refused_not_a_crash(access_env: AccessEnv, t
     with env.session() as session:
         accounts.create_node(session, name, public_key=public_key_pem(key), actor="test")
 
-    def part(value: dict[str, object]) -> str:
-        return base64.urlsafe_b64encode(json.dumps(value).encode()).decode().rstrip("=")
-
-    forged = ".".join([part({"alg": "ES256", "typ": "JWT"}), part({"iss": name, "sub": name}), "c2ln"])
+    forged = ".".join(
+        [b64url_json({"alg": "ES256", "typ": "JWT"}), b64url_json({"iss": name, "sub": name}), "c2ln"]
+    )
     answer = env.token_response(Credentials(name, forged), "repository:a/b:pull")
     assert answer.status_code == 401
     me = _api(env, "GET", "/api/v1/me", Credentials(name, forged))
@@ -110,9 +109,9 @@ def test_activity_names_users_only_to_the_bundles_admins(access_env: AccessEnv) 
     repository = env.base.split("/", 1)[1].split(":")[0]  # base/busybox: public, owned by the admin
     namespace, name = repository.split("/")
     token = env.token(env.admin, f"repository:{repository}:pull")
-    env.registry_get(
-        f"/v2/{repository}/manifests/1.36", token, Accept="application/vnd.oci.image.index.v1+json"
-    )
+    agent = f"activity-test/{uuid.uuid4().hex[:8]}"  # marks this pull among the repository's events
+    pulled = env.registry_get(f"/v2/{repository}/manifests/1.36", token, **{"User-Agent": agent})
+    assert pulled.status_code == 200, pulled.text
 
     def recent(who: Credentials | None) -> list[dict[str, object]]:
         answer = _api(env, "GET", f"/api/v1/bundles/{namespace}/{name}/activity", who)
@@ -120,7 +119,14 @@ def test_activity_names_users_only_to_the_bundles_admins(access_env: AccessEnv) 
         events: list[dict[str, object]] = answer.json()["recent"]
         return events
 
+    # the registry notifies asynchronously but in order: once this pull is recorded, every earlier
+    # event of the repository is too, and nothing else touches it, so both reads see the same events
+    deadline = time.monotonic() + 20
     as_admin = recent(env.admin)
+    while not any(e["user_agent"] == agent for e in as_admin):
+        assert time.monotonic() < deadline, f"the pull was never recorded: {as_admin}"
+        time.sleep(0.1)
+        as_admin = recent(env.admin)
     assert as_admin and any(e["actor"] for e in as_admin)
     public = recent(None)
     assert len(public) == len(as_admin)

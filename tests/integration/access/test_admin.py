@@ -23,6 +23,7 @@ from tests.integration.conftest import Runner, make_runner
 pytestmark = pytest.mark.integration
 
 ANA_PASSWORD = "ana-correct-horse"
+AUDITEE_PASSWORD = "auditee-battery-staple"
 
 
 @dataclass
@@ -150,11 +151,16 @@ def test_anonymous_and_wrong_password(env: Env, tmp_path: Path) -> None:
 
 
 def test_audit_shows_changes_and_no_secret(env: Env) -> None:
+    # its own user with a password, and its own grant, so it holds when run alone (`-k audit`)
+    env.ecr("admin", "user", "create", "auditee", "--password-file", "-", input=AUDITEE_PASSWORD)
+    env.ecr("admin", "namespace", "create", "audited-ns")
+    env.ecr("admin", "grant", "audited-ns", "pull", "--principal", "auditee")
     env.ecr("admin", "team", "create", "audited")
     env.api("GET", "/api/v1/me", auth=("root", "wrong-password-here"))
     page = _json(env.ecr("admin", "audit", "--limit", "1000", "--json"))
     actions = {(r["actor"], r["action"], r["target"]) for r in page["items"]}
     assert ("root", "team.create", "audited") in actions
+    assert ("root", "user.create", "auditee") in actions
     assert (None, "user.create", "root") in actions
     grants = _json(env.ecr("admin", "audit", "--action", "grant", "--json"))
     assert grants["items"] and {r["action"] for r in grants["items"]} <= {"grant.add", "grant.remove"}
@@ -163,5 +169,6 @@ def test_audit_shows_changes_and_no_secret(env: Env) -> None:
     assert {r["id"] for r in first["items"]}.isdisjoint(r["id"] for r in second["items"])
     assert max(r["id"] for r in second["items"]) < min(r["id"] for r in first["items"])
     body = json.dumps(page)
-    for secret in (env.admin_password, ANA_PASSWORD, "eve-password", "wrong-password-here", "$argon2"):
+    secrets = (env.admin_password, AUDITEE_PASSWORD, ANA_PASSWORD, "eve-password", "wrong-password-here")
+    for secret in (*secrets, "$argon2"):
         assert secret not in body

@@ -15,6 +15,7 @@ import json
 import os
 import re
 import stat
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -89,16 +90,13 @@ def test_robot_cannot_push_outside_its_scope(world, access_env, skopeo):
                f"docker://{access_env.registry.host}/base/hijacked:1")  # fmt: skip
 
 
-def test_anonymous_skopeo_inspect_of_a_public_bundle(world, access_env, tmp_path):
+def test_anonymous_skopeo_inspect_of_a_public_bundle(world, access_env, tmp_path, skopeo):
     ecr = world["ecr"]
     directory = _bundle(tmp_path / "public", access_env, namespace="open", name="hello-public")
     ecr("push", str(directory), "--registry", access_env.registry.host, "--insecure",
         "--authfile", str(world["authfile"]))  # fmt: skip
-    skopeo = need("skopeo")
-    from ecr_oci.devenv._process import run_checked
-
-    out = run_checked([skopeo, "inspect", "--tls-verify=false", "--no-creds",
-                       f"docker://{access_env.registry.host}/open/hello-public:0.1.0"]).stdout  # fmt: skip
+    out = skopeo("inspect", "--tls-verify=false", "--no-creds",
+                 f"docker://{access_env.registry.host}/open/hello-public:0.1.0")  # fmt: skip
     assert json.loads(out)["Labels"]["org.opencontainers.image.version"] == "0.1.0"
 
 
@@ -109,7 +107,7 @@ def test_anonymous_skopeo_inspect_of_the_private_bundle_fails(world, skopeo):
 
 
 @pytest.fixture
-def node_podman(tmp_path: Path, access_env: AccessEnv) -> PodmanEnv:
+def node_podman(tmp_path: Path, access_env: AccessEnv) -> Iterator[PodmanEnv]:
     need("podman")
     need("runc")
     env = PodmanEnv(tmp_path / "podman", insecure_registries=[access_env.registry.host])

@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import json
 import secrets
 import time
 from typing import Any
@@ -25,6 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from ecr_oci.server.services.tokens import new_key_and_certificate
 from tests.fixtures.access import AccessEnv, jwt_claims
+from tests.fixtures.token_server import b64url, b64url_json
 
 pytestmark = [
     pytest.mark.integration,
@@ -33,14 +33,6 @@ pytestmark = [
 
 REPO = "secret/app"
 MANIFEST = f"/v2/{REPO}/manifests/1"
-
-
-def _b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def _b64url_json(value: Any) -> str:
-    return _b64url(json.dumps(value, separators=(",", ":")).encode())
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +105,7 @@ def test_wrong_signing_key(world):
 def test_alg_none(world, signing):
     _, x5c = signing
     header = {"typ": "JWT", "alg": "none", "x5c": [x5c]}
-    _refused(world, f"{_b64url_json(header)}.{_b64url_json(_claims(world))}.")
+    _refused(world, f"{b64url_json(header)}.{b64url_json(_claims(world))}.")
 
 
 def test_expired(world, signing):
@@ -136,7 +128,7 @@ def test_scope_widened_after_signing(world):
     assert jwt_claims(token)["access"] == []  # the service granted nothing
     header, _, signature = token.split(".")
     widened = _claims(world, **{k: v for k, v in jwt_claims(token).items() if k != "access"})
-    _refused(world, f"{header}.{_b64url_json(widened)}.{signature.split('.')[-1]}")
+    _refused(world, f"{header}.{b64url_json(widened)}.{signature.split('.')[-1]}")
 
 
 def test_token_for_another_repository(world):
@@ -148,7 +140,7 @@ def test_token_for_another_repository(world):
 def test_hs256_with_the_certificate_as_hmac_secret(world, signing):
     _, x5c = signing
     header = {"typ": "JWT", "alg": "HS256", "x5c": [x5c]}
-    signing_input = f"{_b64url_json(header)}.{_b64url_json(_claims(world))}"
+    signing_input = f"{b64url_json(header)}.{b64url_json(_claims(world))}"
     cert_pem = world.service.token_cert_file.read_bytes()
     public_pem = (
         x509.load_pem_x509_certificate(cert_pem)
@@ -157,7 +149,7 @@ def test_hs256_with_the_certificate_as_hmac_secret(world, signing):
     )
     for secret in (cert_pem, public_pem, base64.b64decode(x5c)):
         mac = hmac.new(secret, signing_input.encode(), hashlib.sha256).digest()
-        _refused(world, f"{signing_input}.{_b64url(mac)}")
+        _refused(world, f"{signing_input}.{b64url(mac)}")
 
 
 # -- what the token endpoint grants ------------------------------------------------------------

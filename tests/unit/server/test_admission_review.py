@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from ecr_oci.digest import Digest
-from ecr_oci.errors import InvalidReferenceError
+from ecr_oci.errors import InvalidReferenceError, KeyFileError
 from ecr_oci.oci.registry import RegistryClient
 from ecr_oci.server.app import create_app
 from ecr_oci.server.services.admission import (
@@ -207,7 +207,7 @@ def test_the_app_refuses_to_start_with_a_bad_key_file(tmp_path: Path) -> None:
     with pytest.raises(SettingsError, match="cannot read"):
         create_app(Settings(database_url="sqlite://", admission_trusted_keys=[tmp_path / "missing.pub"]))
     (tmp_path / "private.key").write_bytes(generate_key_pair(b"pw").private_pem)
-    with pytest.raises(Exception, match="PUBLIC KEY"):
+    with pytest.raises(KeyFileError, match="PUBLIC KEY"):
         create_app(Settings(database_url="sqlite://", admission_trusted_keys=[tmp_path / "private.key"]))
 
 
