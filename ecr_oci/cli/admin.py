@@ -22,6 +22,7 @@ Exit codes: 1 failure (401: log in; 403: not allowed; 404), 2 bad input, 3 the n
 
 from __future__ import annotations
 
+import functools
 import re
 import secrets
 import sys
@@ -35,8 +36,8 @@ from urllib.parse import quote
 import click
 
 from ecr_oci.cli.main import cli
-from ecr_oci.cli.options import echo_json
-from ecr_oci.cli.search import _table
+from ecr_oci.cli.options import authfile_option, echo_json, echo_table
+from ecr_oci.cli.service import config_option, migrated_engine
 from ecr_oci.cli.service_api import ServiceApi, ServiceApiError, service_credentials, service_option
 
 __all__ = ["admin"]
@@ -68,6 +69,7 @@ def connection(command: F) -> F:
     """Adds ``--service``, ``--username``, ``--password-stdin``, ``--authfile``, ``--json`` and
     passes ``conn: Conn``."""
 
+    @functools.wraps(command)
     def wrapper(
         service_url: str,
         username: str | None,
@@ -83,19 +85,13 @@ def connection(command: F) -> F:
         auth = (username, _read_secret_stdin()) if username else service_credentials(service_url, authfile)
         return command(conn=Conn(ServiceApi(service_url, auth), as_json), **kwargs)
 
-    wrapper.__name__ = command.__name__
-    wrapper.__doc__ = command.__doc__
     decorated: Any = wrapper
     for option in reversed(
         [
             service_option,
             click.option("-u", "--username", help="Log in as this principal (with --password-stdin)."),
             click.option("--password-stdin", is_flag=True, help="Read the password or API token from stdin."),
-            click.option(
-                "--authfile",
-                type=click.Path(dir_okay=False, path_type=Path),
-                help="Credentials file (docker config.json format). Default: podman's, then docker's.",
-            ),
+            authfile_option(),
             click.option("--json", "as_json", is_flag=True, help="Print the API's JSON."),
         ]
     ):
@@ -115,6 +111,35 @@ def _new_password(password_file: Path | None) -> tuple[str, bool]:
     if not password:
         raise ServiceApiError(f"{password_file}: no password in it", exit_code=2)
     return password, False
+
+
+def _password_file_option(whose: str) -> Callable[[F], F]:
+    """``--password-file`` (passed as ``password_file``) for :func:`_new_password`."""
+    return click.option(
+        "--password-file",
+        type=click.Path(dir_okay=False, allow_dash=True, path_type=Path),
+        help=f"Read {whose} from this file's first line (- for stdin); else one is made.",
+    )
+
+
+def _report_password(
+    as_json: bool,
+    document: dict[str, Any],
+    generated: str | None,
+    *,
+    shown: str,
+    done: str,
+    done_to_stderr: bool = False,
+) -> None:
+    """After a password was set: ``document`` as JSON (with the ``generated`` password, if any); else a
+    generated password alone on stdout (``shown`` on stderr says whose), or ``done``."""
+    if as_json:
+        echo_json(document | ({"password": generated} if generated is not None else {}))
+    elif generated is not None:
+        click.echo(shown, err=True)
+        click.echo(generated)
+    else:
+        click.echo(done, err=done_to_stderr)
 
 
 def _expiry(value: str | None) -> str | None:
@@ -143,7 +168,7 @@ def _show_principals(conn: Conn, items: list[dict[str, Any]]) -> None:
     if conn.as_json:
         echo_json(items)
         return
-    _table(
+    echo_table(
         ("NAME", "KIND", "ADMIN", "DISABLED", "EXPIRES", "TEAMS", "SCOPE"),
         [
             (
@@ -185,13 +210,7 @@ def admin() -> None:
 
 
 @admin.command("bootstrap")
-@click.option(
-    "--config",
-    "config_path",
-    type=click.Path(dir_okay=False, exists=True, path_type=Path),
-    default=None,
-    help="TOML settings file (ECR_* variables override it).",
-)
+@config_option
 @click.option("--name", default="admin", show_default=True, help="The first admin's name.")
 @click.option("--password-stdin", is_flag=True, help="Read its password from stdin (else one is made).")
 @click.option("--json", "as_json", is_flag=True, help="Print name and password as JSON.")
@@ -200,29 +219,28 @@ def bootstrap(config_path: Path | None, name: str, password_stdin: bool, as_json
 
     Without --password-stdin a password is generated and printed on stdout, once.
     """
-    from ecr_oci.server.db.engine import make_engine, session_factory
-    from ecr_oci.server.db.migrate import upgrade
+    from ecr_oci.server.db.engine import session_factory
     from ecr_oci.server.services.accounts import bootstrap_admin
     from ecr_oci.server.services.errors import ConflictError
     from ecr_oci.server.settings import Settings
 
     password, generated = (_read_secret_stdin(), False) if password_stdin else _new_password(None)
-    engine = make_engine(Settings.load(config_path).database_url)
     try:
-        upgrade(engine)
-        with session_factory(engine, write=True).begin() as session:
+        with (
+            migrated_engine(Settings.load(config_path)) as engine,
+            session_factory(engine, write=True).begin() as session,
+        ):
             bootstrap_admin(session, name, password)
     except ConflictError as err:
         raise ServiceApiError(str(err), code=err.code, exit_code=3) from None
-    finally:
-        engine.dispose()
-    if as_json:
-        echo_json({"name": name, "password": password if generated else None})
-    elif generated:
-        click.echo(f"admin {name} created; its password (shown once):", err=True)
-        click.echo(password)
-    else:
-        click.echo(f"admin {name} created", err=True)
+    _report_password(
+        as_json,
+        {"name": name, "password": None},
+        password if generated else None,
+        shown=f"admin {name} created; its password (shown once):",
+        done=f"admin {name} created",
+        done_to_stderr=True,
+    )
 
 
 @admin.command("whoami")
@@ -253,11 +271,7 @@ def user() -> None:
 @user.command("create")
 @click.argument("name")
 @click.option("--admin", "is_admin", is_flag=True, help="An admin: every right everywhere.")
-@click.option(
-    "--password-file",
-    type=click.Path(dir_okay=False, allow_dash=True, path_type=Path),
-    help="Read the new user's password from this file's first line (- for stdin); else one is made.",
-)
+@_password_file_option("the new user's password")
 @connection
 def user_create(conn: Conn, name: str, is_admin: bool, password_file: Path | None) -> None:
     """Create user NAME (a generated password is printed on stdout, once)."""
@@ -265,34 +279,30 @@ def user_create(conn: Conn, name: str, is_admin: bool, password_file: Path | Non
     answer = conn.call(
         "POST", "/api/v1/admin/users", json={"name": name, "password": password, "admin": is_admin}
     )
-    if conn.as_json:
-        echo_json(answer | ({"password": password} if generated else {}))
-    elif generated:
-        click.echo(f"user {name} created; its password (shown once):", err=True)
-        click.echo(password)
-    else:
-        click.echo(f"user {name} created")
+    _report_password(
+        conn.as_json,
+        answer,
+        password if generated else None,
+        shown=f"user {name} created; its password (shown once):",
+        done=f"user {name} created",
+    )
 
 
 @user.command("password")
 @click.argument("name")
-@click.option(
-    "--password-file",
-    type=click.Path(dir_okay=False, allow_dash=True, path_type=Path),
-    help="Read the new password from this file's first line (- for stdin); else one is made.",
-)
+@_password_file_option("the new password")
 @connection
 def user_password(conn: Conn, name: str, password_file: Path | None) -> None:
     """Set a new password for NAME (admins; a user for itself)."""
     password, generated = _new_password(password_file)
     conn.call("PUT", f"/api/v1/admin/principals/{_q(name)}/password", json={"password": password})
-    if conn.as_json:
-        echo_json({"name": name} | ({"password": password} if generated else {}))
-    elif generated:
-        click.echo(f"new password of {name} (shown once):", err=True)
-        click.echo(password)
-    else:
-        click.echo(f"password of {name} changed")
+    _report_password(
+        conn.as_json,
+        {"name": name},
+        password if generated else None,
+        shown=f"new password of {name} (shown once):",
+        done=f"password of {name} changed",
+    )
 
 
 def _principal_commands(group: click.Group, kind: str) -> None:
@@ -416,7 +426,7 @@ def token_list(conn: Conn, principal: str) -> None:
     if conn.as_json:
         echo_json(items)
         return
-    _table(
+    echo_table(
         ("ID", "NAME", "EXPIRES", "CREATED"),
         [(str(t["id"]), t["name"] or "-", t["expires_at"] or "-", t["created_at"]) for t in items],
     )
@@ -456,7 +466,15 @@ def team_list(conn: Conn) -> None:
     if conn.as_json:
         echo_json(items)
         return
-    _table(("TEAM", "MEMBERS"), [(t["name"], ", ".join(t["members"]) or "-") for t in items])
+    echo_table(("TEAM", "MEMBERS"), [(t["name"], ", ".join(t["members"]) or "-") for t in items])
+
+
+def _change_members(conn: Conn, method: str, name: str, principals: tuple[str, ...]) -> None:
+    """PUT (add) or DELETE (remove) each of ``principals`` in team ``name``; print its members."""
+    answer = None
+    for principal in principals:
+        answer = conn.call(method, f"/api/v1/admin/teams/{_q(name)}/members/{_q(principal)}")
+    _done(conn, answer, f"team {name}: {', '.join((answer or {}).get('members', [])) or '-'}")
 
 
 @team.command("add")
@@ -465,10 +483,7 @@ def team_list(conn: Conn) -> None:
 @connection
 def team_add(conn: Conn, name: str, principals: tuple[str, ...]) -> None:
     """Add PRINCIPALS to team NAME."""
-    answer = None
-    for principal in principals:
-        answer = conn.call("PUT", f"/api/v1/admin/teams/{_q(name)}/members/{_q(principal)}")
-    _done(conn, answer, f"team {name}: {', '.join((answer or {}).get('members', [])) or '-'}")
+    _change_members(conn, "PUT", name, principals)
 
 
 @team.command("remove")
@@ -477,10 +492,7 @@ def team_add(conn: Conn, name: str, principals: tuple[str, ...]) -> None:
 @connection
 def team_remove(conn: Conn, name: str, principals: tuple[str, ...]) -> None:
     """Remove PRINCIPALS from team NAME."""
-    answer = None
-    for principal in principals:
-        answer = conn.call("DELETE", f"/api/v1/admin/teams/{_q(name)}/members/{_q(principal)}")
-    _done(conn, answer, f"team {name}: {', '.join((answer or {}).get('members', [])) or '-'}")
+    _change_members(conn, "DELETE", name, principals)
 
 
 @team.command("delete")
@@ -520,7 +532,7 @@ def namespace_list(conn: Conn) -> None:
     if conn.as_json:
         echo_json(items)
         return
-    _table(
+    echo_table(
         ("NAMESPACE", "OWNER", "VISIBILITY"), [(n["name"], n["owner"] or "-", n["visibility"]) for n in items]
     )
 
@@ -582,7 +594,7 @@ def grants(conn: Conn, namespace_name: str | None, principal: str | None) -> Non
     if conn.as_json:
         echo_json(items)
         return
-    _table(
+    echo_table(
         ("TARGET", "ACTION", "SUBJECT"),
         [
             (
@@ -619,7 +631,7 @@ def audit(
     if conn.as_json:
         echo_json(page)
         return
-    _table(
+    echo_table(
         ("TIME", "ACTOR", "ACTION", "OUTCOME", "TARGET", "DETAIL"),
         [
             (

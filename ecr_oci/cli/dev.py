@@ -16,9 +16,6 @@ directory's config.
 
 from __future__ import annotations
 
-import base64
-import json
-import os
 import secrets
 import subprocess
 import sys
@@ -28,7 +25,10 @@ from typing import Any, TypeVar
 
 import click
 
+from ecr_oci.cli.login import store_credentials
 from ecr_oci.cli.main import cli
+from ecr_oci.cli.options import write_private_file
+from ecr_oci.cli.service import migrated_engine
 from ecr_oci.devenv import (
     DevEnvError,
     LocalRegistry,
@@ -38,7 +38,7 @@ from ecr_oci.devenv import (
     require_program,
 )
 from ecr_oci.devenv.service import LocalService
-from ecr_oci.oci.auth import load_docker_config
+from ecr_oci.oci.auth import Credentials, load_docker_config
 
 __all__ = ["dev"]
 
@@ -232,15 +232,6 @@ ADMIN_PASSWORD_NAME = "admin.password"  # noqa: S105 - a file name, not a secret
 DEMO_AUTH_NAME = "demo-auth.json"
 
 
-def _write_private(path: Path, text: str) -> None:
-    """Write ``path`` with mode 0600 from the start (the secret is never world-readable)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.unlink(missing_ok=True)
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(descriptor, "w") as handle:
-        handle.write(text)
-
-
 @dev.command("access")
 @click.option(
     "--registry",
@@ -283,8 +274,7 @@ def access(
     from sqlalchemy import select
 
     from ecr_oci.server.db.accounts import NamespaceRow, Principal
-    from ecr_oci.server.db.engine import make_engine, session_factory
-    from ecr_oci.server.db.migrate import upgrade
+    from ecr_oci.server.db.engine import session_factory
     from ecr_oci.server.services import accounts
     from ecr_oci.server.services.credentials import Authenticator
     from ecr_oci.server.settings import Settings
@@ -294,15 +284,15 @@ def access(
         raise DevEnvError(f"no service settings at {config}: run `ecr-oci dev service start` first")
     password_file = (state_dir / ADMIN_PASSWORD_NAME).absolute()
     auth_file = (state_dir / DEMO_AUTH_NAME).absolute()
-    engine = make_engine(Settings.load(config).database_url)
-    try:
-        upgrade(engine)
+    with migrated_engine(Settings.load(config)) as engine:
         with session_factory(engine, write=True).begin() as session:
             admins = list(session.scalars(select(Principal.name).where(Principal.is_admin)))
             if not admins:
                 password = secrets.token_urlsafe(18)
                 accounts.bootstrap_admin(session, admin_name, password)
-                _write_private(password_file, password + "\n")
+                password_file.parent.mkdir(parents=True, exist_ok=True)
+                password_file.unlink(missing_ok=True)  # left from an earlier database
+                write_private_file(password_file, f"{password}\n".encode())
                 click.echo(f"admin {admin_name!r} created; password in {password_file} (mode 0600)")
             else:
                 where = f"; password in {password_file}" if password_file.exists() else ""
@@ -327,15 +317,10 @@ def access(
             )
             if not working:
                 _, token = accounts.create_token(session, robot_name, name="make run", actor=owner)
-                pair = base64.b64encode(f"{robot_name}:{token}".encode()).decode()
-                _write_private(
-                    auth_file, json.dumps({"auths": {registry_host: {"auth": pair}}}, indent=2) + "\n"
-                )
+                store_credentials(auth_file, registry_host, Credentials(robot_name, token))
         click.echo(f"namespaces {', '.join(public_namespaces)}: public")
         state = "unchanged" if working else "new token"
         click.echo(f"robot {robot_name!r} (push to {', '.join(public_namespaces)}): {state}, in {auth_file}")
-    finally:
-        engine.dispose()
 
 
 @dev.command("base-image")

@@ -31,24 +31,18 @@ from typing import Any
 import click
 
 from ecr_oci.cli.main import cli
-from ecr_oci.cli.options import registry_options
+from ecr_oci.cli.options import authfile_option, docker_config_path, registry_options
 from ecr_oci.errors import AuthError, Error
 from ecr_oci.oci.auth import Credentials
 from ecr_oci.oci.registry import RegistryClient
 
-__all__ = ["docker_config_path", "forget_credentials", "login", "logout", "store_credentials"]
+__all__ = ["forget_credentials", "login", "logout", "store_credentials"]
 
 
 class CredentialsFileError(Error):
     """The docker config file cannot be read as a JSON object, or cannot be written."""
 
     exit_code = 2
-
-
-def docker_config_path() -> Path:
-    """``$DOCKER_CONFIG/config.json`` or ``~/.docker/config.json`` (docker's own rule)."""
-    folder = os.environ.get("DOCKER_CONFIG")
-    return (Path(folder) if folder else Path.home() / ".docker") / "config.json"
 
 
 def _read(path: Path) -> dict[str, Any]:
@@ -167,11 +161,7 @@ def login(
 
 @cli.command()
 @click.argument("registry")
-@click.option(
-    "--authfile",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Credentials file (docker config.json format). Default: docker's.",
-)
+@authfile_option("Credentials file (docker config.json format). Default: docker's.")
 def logout(registry: str, authfile: Path | None) -> None:
     """Remove the stored credentials for REGISTRY."""
     host = _normalize_host(registry)

@@ -13,7 +13,6 @@ service) is read from the registry's ``/v2/`` challenge unless ``--audience`` na
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import click
@@ -21,8 +20,9 @@ import httpx
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
-from ecr_oci.cli.login import docker_config_path, store_credentials
+from ecr_oci.cli.login import store_credentials
 from ecr_oci.cli.main import cli
+from ecr_oci.cli.options import authfile_option, docker_config_path, write_private_file
 from ecr_oci.errors import Error, KeyFileError
 from ecr_oci.node_identity import MAX_TTL_S, NodeKey, make_assertion, public_key_pem
 from ecr_oci.oci.auth import Credentials
@@ -58,9 +58,7 @@ def keygen(out: Path) -> None:
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
     out.parent.mkdir(parents=True, exist_ok=True)
-    descriptor = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(descriptor, "wb") as handle:
-        handle.write(pem)
+    write_private_file(out, pem)
     click.echo(public_key_pem(key), nl=False)
 
 
@@ -110,11 +108,7 @@ def _audience(registry: str, insecure: bool) -> str:
     show_default=True,
     help="Seconds the credential stays valid.",
 )
-@click.option(
-    "--authfile",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Auth file to write (default: $DOCKER_CONFIG/config.json or ~/.docker/config.json).",
-)
+@authfile_option("Auth file to write (default: $DOCKER_CONFIG/config.json or ~/.docker/config.json).")
 @click.option("--print", "print_only", is_flag=True, help="Print the assertion instead of storing it.")
 def credential(
     key_path: Path,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -23,14 +23,22 @@ from ecr_oci.oci.registry import RegistryClient
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+_AUTHFILE_HELP = "Credentials file (docker config.json format). Default: podman's, then docker's."
+
+
+def docker_config_path() -> Path:
+    """``$DOCKER_CONFIG/config.json`` or ``~/.docker/config.json`` (docker's own rule)."""
+    folder = os.environ.get("DOCKER_CONFIG")
+    return (Path(folder) if folder else Path.home() / ".docker") / "config.json"
+
+
 def auth_file_candidates() -> list[Path]:
     found = []
     if os.environ.get("REGISTRY_AUTH_FILE"):
         found.append(Path(os.environ["REGISTRY_AUTH_FILE"]))
     if os.environ.get("XDG_RUNTIME_DIR"):
         found.append(Path(os.environ["XDG_RUNTIME_DIR"]) / "containers" / "auth.json")
-    docker_dir = os.environ.get("DOCKER_CONFIG")
-    found.append(Path(docker_dir) / "config.json" if docker_dir else Path.home() / ".docker" / "config.json")
+    found.append(docker_config_path())
     return found
 
 
@@ -76,13 +84,14 @@ class Connector:
             client.close()
 
 
+def authfile_option(help_text: str = _AUTHFILE_HELP) -> Callable[[F], F]:
+    """``--authfile PATH`` (passed as ``authfile: Path | None``); ``help_text`` says what it is for."""
+    return click.option("--authfile", type=click.Path(dir_okay=False, path_type=Path), help=help_text)
+
+
 def registry_options(command: F) -> F:
     """Adds ``--insecure`` and ``--authfile`` and passes ``registry_options: RegistryOptions``."""
-    command = click.option(
-        "--authfile",
-        type=click.Path(dir_okay=False, path_type=Path),
-        help="Credentials file (docker config.json format). Default: podman's, then docker's.",
-    )(command)
+    command = authfile_option()(command)
     command = click.option(
         "--insecure",
         is_flag=True,
@@ -109,6 +118,13 @@ def echo_json(value: Any) -> None:
     click.echo(json.dumps(value, indent=2, sort_keys=False))
 
 
+def echo_table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> None:
+    """``header`` and ``rows`` as left-aligned columns two spaces apart (trailing spaces stripped)."""
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+
+
 def human_size(n: int | None) -> str:
     """``1.3 MiB``-style sizes for tables; ``-`` when unknown."""
     if n is None:
@@ -119,6 +135,26 @@ def human_size(n: int | None) -> str:
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1024
     return f"{value:.1f} GiB"
+
+
+def parse_pairs(pairs: tuple[str, ...], *, option: str, metavar: str) -> dict[str, str]:
+    """The ``KEY=VALUE`` values of a repeatable ``option`` as a dict (a later key wins); one without
+    ``=`` or with an empty key raises :class:`click.BadParameter` naming ``option`` and ``metavar``."""
+    found = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{pair!r} is not {metavar}", param_hint=option)
+        found[key] = value
+    return found
+
+
+def write_private_file(path: Path, data: bytes) -> None:
+    """Create ``path`` with mode 0600 from the start (a secret is never readable by others) and write
+    ``data``; an existing file is never overwritten (:class:`FileExistsError`)."""
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "wb") as handle:
+        handle.write(data)
 
 
 def read_key_file(path: Path) -> bytes:

@@ -12,15 +12,24 @@ from __future__ import annotations
 
 import re
 import tempfile
+from contextlib import ExitStack
 from pathlib import Path
 
 import click
 
 from ecr_oci.bundle.pull import pull_bundle
 from ecr_oci.cli.main import cli
-from ecr_oci.cli.options import RegistryOptions, echo_json, human_size, registry_options
+from ecr_oci.cli.options import (
+    Connector,
+    RegistryOptions,
+    echo_json,
+    echo_table,
+    human_size,
+    parse_pairs,
+    registry_options,
+)
 from ecr_oci.mediatypes import ProfileAnnotation
-from ecr_oci.profile.attach import AttachedProfile, attach_profile, list_profiles
+from ecr_oci.profile.attach import attach_profile, list_profiles
 from ecr_oci.profile.model import Profile, load_profile
 from ecr_oci.profile.run import Podman, RunRequest, profile_directory, profile_image
 from ecr_oci.reference import Reference
@@ -38,24 +47,9 @@ def _duration(ctx: click.Context, param: click.Parameter, value: str | None) -> 
     return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
 
 
-def _inputs(pairs: tuple[str, ...]) -> dict[str, str]:
-    found = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise click.BadParameter(f"{pair!r} is not ID=VALUE", param_hint="--input")
-        found[key] = value
-    return found
-
-
-def _attach_and_report(options: RegistryOptions, reference: str, profile: Profile, *, as_json: bool) -> None:
+def _attach_and_report(connect: Connector, reference: str, profile: Profile, *, as_json: bool) -> None:
     ref = Reference.parse(reference)
-    with options.connector() as connect:
-        attached = attach_profile(connect(ref.registry), ref, profile)
-    _report_attached(attached, as_json=as_json)
-
-
-def _report_attached(attached: AttachedProfile, *, as_json: bool) -> None:
+    attached = attach_profile(connect(ref.registry), ref, profile)
     if as_json:
         echo_json({"attached": attached.to_json_obj()})
         return
@@ -129,27 +123,32 @@ def run_command(
         raise click.BadParameter("a directory runs with --runtime process; push it to use podman")
     request = RunRequest(
         args=args,
-        inputs=_inputs(inputs),
+        inputs=parse_pairs(inputs, option="--input", metavar="ID=VALUE"),
         duration=duration,
         device_name=device_name,
         metrics_file=metrics_file,
     )
     options = RegistryOptions(insecure=insecure, authfile=authfile)
-    if is_directory:
-        measured = profile_directory(Path(target), request)
-    elif runtime == "podman":
-        measured = profile_image(target, request, podman=Podman(tls_verify=not insecure))
-    else:
-        ref = Reference.parse(target)
-        with options.connector() as connect, tempfile.TemporaryDirectory(prefix="ecr-profile-") as scratch:
+    with ExitStack() as stack:
+        # one connector (the auth files read once) for the pull and the attach, opened only for them
+        connect: Connector | None = None
+        if is_directory:
+            measured = profile_directory(Path(target), request)
+        elif runtime == "podman":
+            measured = profile_image(target, request, podman=Podman(tls_verify=not insecure))
+        else:
+            ref = Reference.parse(target)
+            connect = stack.enter_context(options.connector())
+            scratch = stack.enter_context(tempfile.TemporaryDirectory(prefix="ecr-profile-"))
             pulled = pull_bundle(connect(ref.registry), ref, Path(scratch) / "bundle", only={"code", "model"})
             measured = profile_directory(pulled.output, request, reference=target)
-    if output is not None:
-        output.write_bytes(measured.to_bytes())
-    elif not attach:
-        click.echo(measured.to_bytes().decode(), nl=False)
-    if attach:
-        _attach_and_report(options, target, measured, as_json=as_json)
+        if output is not None:
+            output.write_bytes(measured.to_bytes())
+        elif not attach:
+            click.echo(measured.to_bytes().decode(), nl=False)
+        if attach:
+            connect = connect or stack.enter_context(options.connector())
+            _attach_and_report(connect, target, measured, as_json=as_json)
 
 
 @profile.command("attach")
@@ -171,9 +170,8 @@ def attach_command(
       ecr-oci profile attach 127.0.0.1:5000/waggle/cpu-burner:0.1.0 cpu.json --insecure
     """
     measured = load_profile(profile_file)  # a malformed file stops here, before any registry call
-    _attach_and_report(
-        RegistryOptions(insecure=insecure, authfile=authfile), reference, measured, as_json=as_json
-    )
+    with RegistryOptions(insecure=insecure, authfile=authfile).connector() as connect:
+        _attach_and_report(connect, reference, measured, as_json=as_json)
 
 
 @profile.command("list")
@@ -196,7 +194,7 @@ def list_command(reference: str, as_json: bool, insecure: bool, authfile: Path |
     if not entries:
         click.echo(f"{reference}: no profiles")
         return
-    rows = [("PROFILE", "PLATFORM", "DEVICE", "WALL", "PEAK RSS", "P95 METRICS", "CREATED")]
+    rows = []
     for entry in entries:
         rss = entry.figure(ProfileAnnotation.PEAK_RSS_BYTES)
         wall = entry.figure(ProfileAnnotation.WALL_S)
@@ -211,6 +209,4 @@ def list_command(reference: str, as_json: bool, insecure: bool, authfile: Path |
                 entry.figure("org.opencontainers.image.created") or "-",
             )
         )
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+    echo_table(("PROFILE", "PLATFORM", "DEVICE", "WALL", "PEAK RSS", "P95 METRICS", "CREATED"), rows)

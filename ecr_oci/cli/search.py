@@ -16,13 +16,12 @@ service that answers something else is an error here, not a confusing table.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 from urllib.parse import quote
 
 import click
 
 from ecr_oci.cli.main import cli
-from ecr_oci.cli.options import echo_json, human_size
+from ecr_oci.cli.options import authfile_option, echo_json, echo_table, human_size
 from ecr_oci.cli.service_api import ServiceApi, ServiceApiError, service_credentials, service_option
 from ecr_oci.server.schemas import BundleDetail, DeviceProfile, SearchPage, VersionDetail, VersionSummary
 
@@ -34,19 +33,10 @@ def _api(service_url: str, authfile: Path | None) -> ServiceApi:
     return ServiceApi(service_url, service_credentials(service_url, authfile))
 
 
-def _authfile_option(f: Any) -> Any:
-    return click.option(
-        "--authfile",
-        type=click.Path(dir_okay=False, path_type=Path),
-        help="Credentials file (docker config.json format; `ecr-oci login SERVICE` writes it). "
-        "Default: podman's, then docker's. Without credentials only public bundles are found.",
-    )(f)
-
-
-def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    for row in [header, *rows]:
-        click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+_AUTHFILE = authfile_option(
+    "Credentials file (docker config.json format; `ecr-oci login SERVICE` writes it). "
+    "Default: podman's, then docker's. Without credentials only public bundles are found."
+)
 
 
 def _short(text: str | None, width: int) -> str:
@@ -82,7 +72,7 @@ def _short(text: str | None, width: int) -> str:
 @click.option("--limit", type=click.IntRange(1, 100), default=20, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the API's JSON page.")
 @service_option
-@_authfile_option
+@_AUTHFILE
 def search(
     text: str,
     platform: str | None,
@@ -132,7 +122,7 @@ def search(
     if not page.items:
         click.echo("no match", err=True)
         return
-    _table(
+    echo_table(
         ("BUNDLE", "PLATFORMS", "LICENSE", "DESCRIPTION"),
         [
             (
@@ -162,7 +152,7 @@ def _split(ref: str) -> tuple[str, str, str | None]:
 @click.argument("ref", metavar="NS/NAME[:VERSION]")
 @click.option("--json", "as_json", is_flag=True, help="Print the API's JSON.")
 @service_option
-@_authfile_option
+@_AUTHFILE
 def show(ref: str, as_json: bool, service_url: str, authfile: Path | None) -> None:
     """Show a bundle (its versions) or one version (platforms, layers, referrers, signatures).
 
@@ -182,7 +172,7 @@ def show(ref: str, as_json: bool, service_url: str, authfile: Path | None) -> No
         if detail.latest is not None:
             _describe(detail.latest)
         click.echo()
-        _table(
+        echo_table(
             ("VERSION", "CREATED", "SIZE", "PLATFORMS", "IMAGE DIGEST"),
             [
                 (
@@ -210,11 +200,11 @@ def show(ref: str, as_json: bool, service_url: str, authfile: Path | None) -> No
     click.echo(f"image:        {one.summary.image_digest} ({one.image_media_type})")
     click.echo(f"bundle:       {one.summary.bundle_digest or '-'}")
     click.echo("\nplatforms:")
-    _table(("PLATFORM", "DIGEST"), [(p.text, p.digest) for p in one.platforms])
+    echo_table(("PLATFORM", "DIGEST"), [(p.text, p.digest) for p in one.platforms])
     click.echo("\nlayers:")
-    _table(("ROLE", "SIZE", "DIGEST"), [(la.role, human_size(la.size), la.digest) for la in one.layers])
+    echo_table(("ROLE", "SIZE", "DIGEST"), [(la.role, human_size(la.size), la.digest) for la in one.layers])
     click.echo("\nreferrers:")
-    _table(
+    echo_table(
         ("KIND", "ARTIFACT TYPE", "DIGEST"),
         [(r.kind, r.artifact_type or "-", r.digest) for r in one.referrers],
     )
@@ -225,7 +215,7 @@ def show(ref: str, as_json: bool, service_url: str, authfile: Path | None) -> No
         click.echo("\ndeclared profile (ecr.yaml `profile:`, not measured): see --json")
     if one.signatures:
         click.echo("\nsignatures (claimed keys; check with `ecr-oci verify`):")
-        _table(
+        echo_table(
             ("KIND", "KEY", "SUBJECT"),
             [(s.kind, s.key_fingerprint or "-", s.subject_digest) for s in one.signatures],
         )
@@ -237,7 +227,7 @@ def _number(value: float | None) -> str:
 
 def _profile_table(rows: list[tuple[str, DeviceProfile]]) -> None:
     """One line per (version, device): runs, wall time, peak RSS, each metric's p95."""
-    _table(
+    echo_table(
         ("VERSION", "DEVICE", "ARCH", "RUNS", "WALL S", "PEAK RSS", "METRICS P95", "LATEST RUN"),
         [
             (
@@ -246,7 +236,7 @@ def _profile_table(rows: list[tuple[str, DeviceProfile]]) -> None:
                 p.arch or "-",
                 str(p.runs),
                 _number(p.median.wall_s),
-                human_size(p.median.peak_rss_bytes) if p.median.peak_rss_bytes is not None else "-",
+                human_size(p.median.peak_rss_bytes),
                 " ".join(f"{name}={_number(m.p95)}" for name, m in sorted(p.median.metrics.items())) or "-",
                 p.latest.created or "-",
             )

@@ -12,6 +12,8 @@ flags here override them. docs/service.md describes the service.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -21,11 +23,15 @@ from ecr_oci.cli.main import cli
 from ecr_oci.cli.options import echo_json
 
 if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
     from ecr_oci.server.settings import Settings
 
-__all__ = ["db", "index", "serve"]
+__all__ = ["config_option", "db", "index", "migrated_engine", "serve"]
 
-_CONFIG = click.option(
+#: ``--config PATH`` (passed as ``config_path``): the service's settings, for every command that
+#: works on its database (``admin bootstrap`` too).
+config_option = click.option(
     "--config",
     "config_path",
     type=click.Path(dir_okay=False, exists=True, path_type=Path),
@@ -41,8 +47,22 @@ def _settings(config_path: Path | None, **overrides: object) -> Settings:
     return Settings.load(config_path, **overrides)
 
 
+@contextmanager
+def migrated_engine(settings: Settings) -> Iterator[Engine]:
+    """The engine of ``settings.database_url`` with the schema migrations applied; disposed on exit."""
+    from ecr_oci.server.db.engine import make_engine
+    from ecr_oci.server.db.migrate import upgrade
+
+    engine = make_engine(settings.database_url)
+    try:
+        upgrade(engine)
+        yield engine
+    finally:
+        engine.dispose()
+
+
 @cli.command()
-@_CONFIG
+@config_option
 @click.option("--host", default=None, help="Address to listen on [settings: 127.0.0.1].")
 @click.option("--port", type=click.IntRange(1, 65535), default=None, help="TCP port [settings: 8000].")
 @click.option(
@@ -73,18 +93,13 @@ def db() -> None:
 
 
 @db.command("upgrade")
-@_CONFIG
+@config_option
 def db_upgrade(config_path: Path | None) -> None:
     """Apply the schema migrations (the service also does this when it starts)."""
-    from ecr_oci.server.db.engine import make_engine
-    from ecr_oci.server.db.migrate import current_revision, upgrade
+    from ecr_oci.server.db.migrate import current_revision
 
-    engine = make_engine(_settings(config_path).database_url)
-    try:
-        upgrade(engine)
+    with migrated_engine(_settings(config_path)) as engine:
         click.echo(f"database at revision {current_revision(engine)}")
-    finally:
-        engine.dispose()
 
 
 @cli.group()
@@ -94,18 +109,13 @@ def index() -> None:
 
 def _reconcile(config_path: Path | None, *, rebuild: bool, as_json: bool) -> None:
     from ecr_oci.server.app import service_client
-    from ecr_oci.server.db.engine import make_engine, session_factory
-    from ecr_oci.server.db.migrate import upgrade
+    from ecr_oci.server.db.engine import session_factory
     from ecr_oci.server.services.reconcile import Reconciler
 
     settings = _settings(config_path)
-    engine = make_engine(settings.database_url)
-    try:
-        upgrade(engine)
+    with migrated_engine(settings) as engine:
         reconciler = Reconciler(session_factory(engine, write=True), lambda: service_client(settings))
         report = reconciler.run(rebuild=rebuild)
-    finally:
-        engine.dispose()
     if as_json:
         echo_json(report.to_json())
     else:
@@ -115,7 +125,7 @@ def _reconcile(config_path: Path | None, *, rebuild: bool, as_json: bool) -> Non
 
 
 @index.command("reconcile")
-@_CONFIG
+@config_option
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def index_reconcile(config_path: Path | None, as_json: bool) -> None:
     """Walk the registry and make the index match it (what the service does periodically)."""
@@ -123,7 +133,7 @@ def index_reconcile(config_path: Path | None, as_json: bool) -> None:
 
 
 @index.command("rebuild")
-@_CONFIG
+@config_option
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def index_rebuild(config_path: Path | None, as_json: bool) -> None:
     """Empty the index, then walk the registry (activity and, later, users are kept)."""

@@ -21,7 +21,14 @@ import click
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from ecr_oci.cli.main import cli
-from ecr_oci.cli.options import RegistryOptions, echo_json, read_key_file, registry_options
+from ecr_oci.cli.options import (
+    RegistryOptions,
+    echo_json,
+    parse_pairs,
+    read_key_file,
+    registry_options,
+    write_private_file,
+)
 from ecr_oci.errors import KeyFileError, VerificationError
 from ecr_oci.reference import Reference
 from ecr_oci.signing.keys import generate_key_pair, load_private_key, load_public_key
@@ -75,16 +82,6 @@ def verification_failure_as_json(pinned: Reference, *, enabled: bool, **extra: o
         sys.exit(err.exit_code)
 
 
-def _key_values(pairs: tuple[str, ...]) -> dict[str, str]:
-    found = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint="--annotation")
-        found[key] = value
-    return found
-
-
 @cli.command()
 @click.option(
     "--output-key-prefix",
@@ -109,9 +106,7 @@ def keygen(output_key_prefix: str) -> None:
         if path.exists():
             raise KeyFileError(f"{path} already exists: remove it or choose another --output-key-prefix")
     pair = generate_key_pair(key_password(confirm=True))
-    fd = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(pair.private_pem)
+    write_private_file(private_path, pair.private_pem)
     public_path.write_bytes(pair.public_pem)
     click.echo(f"Private key written to {private_path}")
     click.echo(f"Public key written to {public_path}")
@@ -155,7 +150,7 @@ def sign(
       ecr-oci sign 127.0.0.1:5000/waggle/hello-sensor:0.1.0 --key cosign.key --insecure
     """
     ref = Reference.parse(reference)
-    optional = _key_values(annotations)
+    optional = parse_pairs(annotations, option="--annotation", metavar="KEY=VALUE")
     key = load_signing_key(key_path)
     with RegistryOptions(insecure=insecure, authfile=authfile).connector() as connect:
         signed = sign_image(
