@@ -66,7 +66,9 @@ def _assert_burner(profile: Profile) -> None:
     # the loop makes a frame longer (never shorter), so the upper bounds allow 25 %
     assert FRAME_MS <= (frames.p50 or 0) <= FRAME_MS * 1.25
     assert 2 * FRAME_MS <= (frames.p95 or 0) <= 2 * FRAME_MS * 1.25
-    assert frames.count == pytest.approx(BURN_S * 1000 / (FRAME_MS * 1.1), rel=0.10)
+    # as many frames as fit (an average frame is 1.1 x FRAME_MS), fewer when they ran long (same 25 %)
+    fit = BURN_S * 1000 / (FRAME_MS * 1.1)
+    assert fit / 1.25 <= frames.count <= fit + 2
 
 
 def _assert_hog(profile: Profile) -> None:

@@ -7,7 +7,6 @@ activity names its users only to its admins.
 
 from __future__ import annotations
 
-import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -18,6 +17,7 @@ from ecr_oci.oci.auth import Credentials
 from ecr_oci.server.services import accounts
 from tests.fixtures.access import AccessEnv
 from tests.fixtures.token_server import b64url_json
+from tests.fixtures.tools import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -121,12 +121,11 @@ def test_activity_names_users_only_to_the_bundles_admins(access_env: AccessEnv) 
 
     # the registry notifies asynchronously but in order: once this pull is recorded, every earlier
     # event of the repository is too, and nothing else touches it, so both reads see the same events
-    deadline = time.monotonic() + 20
-    as_admin = recent(env.admin)
-    while not any(e["user_agent"] == agent for e in as_admin):
-        assert time.monotonic() < deadline, f"the pull was never recorded: {as_admin}"
-        time.sleep(0.1)
-        as_admin = recent(env.admin)
+    def recorded() -> list[dict[str, object]]:
+        events = recent(env.admin)
+        return events if any(e["user_agent"] == agent for e in events) else []
+
+    as_admin = wait_until(recorded, timeout=20, what="the pull to be recorded")
     assert as_admin and any(e["actor"] for e in as_admin)
     public = recent(None)
     assert len(public) == len(as_admin)

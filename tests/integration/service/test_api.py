@@ -23,6 +23,7 @@ from ecr_oci.digest import Digest
 from ecr_oci.oci.referrers import list_referrers
 from ecr_oci.oci.registry import RegistryClient
 from tests.fixtures.service import ServiceEnv
+from tests.fixtures.tools import wait_until
 from tests.integration.conftest import write_bundle
 
 pytestmark = pytest.mark.integration
@@ -48,16 +49,11 @@ def _api(env: ServiceEnv, path: str, **params: Any) -> httpx.Response:
 
 
 def _wait_indexed(env: ServiceEnv, word: str) -> dict[str, Any]:
-    import time
+    def indexed() -> dict[str, Any] | None:
+        page: dict[str, Any] = _api(env, "/api/v1/search", q=word).json()
+        return page if page["items"] and page["items"][0]["bundle_digest"] else None
 
-    deadline = time.monotonic() + 20
-    while True:
-        page = _api(env, "/api/v1/search", q=word).json()
-        if page["items"] and page["items"][0]["bundle_digest"]:
-            return page  # type: ignore[no-any-return]
-        if time.monotonic() > deadline:
-            raise AssertionError(f"bundle with {word!r} not indexed within 20 s: {page}")
-        time.sleep(0.1)
+    return wait_until(indexed, timeout=20, what=f"the bundle with {word!r} to be indexed")
 
 
 def _push(env: ServiceEnv, work: Path, word: str) -> Pushed:

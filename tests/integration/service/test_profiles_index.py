@@ -19,9 +19,7 @@ import json
 import re
 import subprocess
 import sys
-import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +39,7 @@ from ecr_oci.server.db.engine import make_engine, session_factory
 from ecr_oci.server.db.models import ManifestRow
 from ecr_oci.server.services.profiles import refresh_summaries
 from tests.fixtures.service import ServiceEnv
+from tests.fixtures.tools import wait_until
 from tests.integration.conftest import set_version, write_bundle
 from tests.integration.service.test_service_index import reconcile
 
@@ -52,17 +51,6 @@ MiB = 1 << 20
 
 def _api(env: ServiceEnv, path: str, **params: Any) -> httpx.Response:
     return httpx.get(env.service.url + path, params=params, timeout=30)
-
-
-def _wait(predicate: Callable[[], Any], what: str, timeout: float = 20.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        found = predicate()
-        if found:
-            return found
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout:.0f} s")
-        time.sleep(0.1)
 
 
 def _profile(device: str, p95: float, rss: int, *, created: str) -> Profile:
@@ -132,7 +120,7 @@ def _push_profiled(
                 profile = _profile(device, p95, rss, created=f"2026-05-01T00:00:0{len(attached)}Z")
                 attached[(repository, version, device)] = attach_profile(client, reference, profile)
     want = sorted((v, d, 1) for r, v, d in attached if r == repository)
-    _wait(lambda: _measured(env, repository) == want, f"{repository}'s profiles indexed")
+    wait_until(lambda: _measured(env, repository) == want, what=f"{repository}'s profiles indexed")
     return repository
 
 
@@ -295,7 +283,7 @@ def test_malformed_profile_is_indexed_but_not_aggregated(service_env: ServiceEnv
         found = _api(service_env, f"/api/v1/referrers/{ns}/{name}/{subject.digest}").json()
         return any(r["digest"] == str(pushed.digest) and r["kind"] == "profile" for r in found["items"])
 
-    _wait(listed, "the malformed profile referrer indexed")
+    wait_until(listed, what="the malformed profile referrer indexed")
     assert _measured(service_env, repository) == [("0.1.0", "cpu", 1), ("0.1.0", "nx", 1)]
     # indexing goes on: a later good profile is aggregated
     with RegistryClient(host, insecure=True) as client:
@@ -304,7 +292,7 @@ def test_malformed_profile_is_indexed_but_not_aggregated(service_env: ServiceEnv
             Reference.parse(f"{host}/{repository}:0.1.0"),
             _profile("nx", 500.0, 3 * GiB, created="2026-06-01T00:00:00Z"),
         )
-    _wait(lambda: ("0.1.0", "nx", 2) in _measured(service_env, repository), "a second nx run")
+    wait_until(lambda: ("0.1.0", "nx", 2) in _measured(service_env, repository), what="a second nx run")
     nx = next(
         d
         for d in _api(service_env, f"/api/v1/bundles/{ns}/{name}/profiles").json()["versions"][0]["measured"]
@@ -336,8 +324,9 @@ def test_reconcile_indexes_profiles_and_forgets_deleted_ones(
     # deleted from the registry: gone from the index (notification, and reconcile agrees)
     with RegistryClient(service_env.registry.host, insecure=True) as client:
         client.delete_manifest(repository, attached.digest)
-    _wait(
-        lambda: ("0.2.0", "nx", 1) not in _measured(service_env, repository), "the deleted profile forgotten"
+    wait_until(
+        lambda: ("0.2.0", "nx", 1) not in _measured(service_env, repository),
+        what="the deleted profile forgotten",
     )
     assert reconcile(service_env)["errors"] == []
     assert _measured(service_env, repository) == [("0.1.0", "cpu", 1), ("0.1.0", "nx", 1)]

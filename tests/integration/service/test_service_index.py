@@ -33,6 +33,7 @@ from ecr_oci.server.services.queue import pending_count
 from ecr_oci.server.services.reconcile import list_catalog
 from ecr_oci.signing.sign import sign_image
 from tests.fixtures.service import ServiceEnv
+from tests.fixtures.tools import wait_until
 from tests.integration.conftest import write_bundle
 
 pytestmark = pytest.mark.integration
@@ -57,17 +58,6 @@ def push(env: ServiceEnv, tmp: Path, name: str, version: str = "0.1.0", *, model
     finally:
         for client in clients:
             client.close()
-
-
-def wait_until(predicate: Callable[[], Any], *, timeout: float = 15.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.1)
 
 
 class Index:
@@ -418,14 +408,14 @@ def test_fifty_concurrent_profiles_are_listed_and_the_fallback_index_mended(
     assert errors == [] and len(subjects) == 1
     subject = subjects.pop()
     url = f"{service_env.service.url}/v2/{ref.repository}/referrers/{subject}"
-    deadline = time.monotonic() + 60
-    listed: list[Any] = []
-    while time.monotonic() < deadline:
-        listed = httpx.get(url, params={"artifactType": MediaType.PROFILE}, timeout=10).json()["manifests"]
-        if len(listed) == 50:
-            break
-        time.sleep(0.3)
-    assert len(listed) == 50, f"the service lists {len(listed)} of 50 profiles"
+
+    def listed() -> list[Any]:
+        found: list[Any] = httpx.get(url, params={"artifactType": MediaType.PROFILE}, timeout=10).json()[
+            "manifests"
+        ]
+        return found
+
+    wait_until(lambda: len(listed()) == 50, timeout=60, what="the service to list all 50 profiles")
     report = reconcile(service_env)
     assert report["errors"] == []
     fallback = "sha256-" + subject.removeprefix("sha256:")
