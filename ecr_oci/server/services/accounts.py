@@ -28,7 +28,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import and_, delete, func, or_, select
 from sqlalchemy.orm import Session
@@ -182,25 +182,26 @@ def parse_target(target: str) -> Target:
     return Target(namespace, target)
 
 
-def get_principal(session: Session, name: str) -> Principal:
-    found = session.scalar(select(Principal).where(Principal.name == name))
+_Named = TypeVar("_Named", Principal, Team, NamespaceRow)
+
+
+def _get(session: Session, model: type[_Named], name: str, what: str) -> _Named:
+    found = session.scalar(select(model).where(model.name == name))
     if found is None:
-        raise NotFoundError(f"no principal {name[:80]!r}")
+        raise NotFoundError(f"no {what} {name[:80]!r}")
     return found
+
+
+def get_principal(session: Session, name: str) -> Principal:
+    return _get(session, Principal, name, "principal")
 
 
 def get_team(session: Session, name: str) -> Team:
-    found = session.scalar(select(Team).where(Team.name == name))
-    if found is None:
-        raise NotFoundError(f"no team {name[:80]!r}")
-    return found
+    return _get(session, Team, name, "team")
 
 
 def get_namespace(session: Session, name: str) -> NamespaceRow:
-    found = session.scalar(select(NamespaceRow).where(NamespaceRow.name == name))
-    if found is None:
-        raise NotFoundError(f"no namespace {name[:80]!r}")
-    return found
+    return _get(session, NamespaceRow, name, "namespace")
 
 
 def _name_taken(session: Session, name: str) -> None:
