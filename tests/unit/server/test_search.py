@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, select, text
+from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
 from ecr_oci.server.db.engine import make_engine, session_factory
@@ -344,12 +344,13 @@ def test_postgresql_plans_each_search_for_its_values(postgres: Any) -> None:
     engine = make_engine(postgres.create_database())  # tests/fixtures/service.py
     try:
         upgrade(engine)
+        plan_cache_mode = select(func.current_setting("plan_cache_mode"))
         with session_factory(engine)() as session:
             for _ in range(6):  # past psycopg's prepare threshold
                 run(session, keyword="vision", namespace="sage")
-                assert session.scalar(text("SHOW plan_cache_mode")) == "force_custom_plan"
+                assert session.scalar(plan_cache_mode) == "force_custom_plan"
             session.commit()
-            assert session.scalar(text("SHOW plan_cache_mode")) == "auto"  # that transaction only
+            assert session.scalar(plan_cache_mode) == "auto"  # that transaction only
     finally:
         engine.dispose()
 
