@@ -2,13 +2,13 @@
 
     $ curl -X POST http://127.0.0.1:8000/events -H 'Authorization: Bearer <secret>' \\
         -H 'Content-Type: application/vnd.docker.distribution.events.v1+json' -d '{"events": []}'
-    {"received":0,"recorded":0,"queued":0}
+    {"received":0,"queued":0}
 
 The registry sends the shared secret through ``notifications.endpoints[].headers``
 (``Authorization: [Bearer <secret>]``); a missing or wrong one is a 401 (compared in constant
 time). A body that is not the events envelope is a 400. The answer is a 202 as soon as the
-activity rows are written and the manifest pushes and deletes are queued (``pending_event``, one
-transaction, no registry read); the indexing worker (``services.queue``) indexes them in batches
+events that count as activity or change the index are queued (``pending_event``, one insert, no
+registry read); the indexing worker (``services.queue``) records and indexes them in batches
 (docs/service.md, "Events → index"). When the registry cannot be read there, the event is logged
 and left for the next reconcile. Only a database that cannot be written makes this a 5xx (the
 registry then redelivers, which is what we want).
@@ -40,8 +40,7 @@ MAX_BODY = 1 << 20
 
 class EventsAccepted(BaseModel):
     received: int
-    recorded: int
-    #: Manifest pushes and deletes queued for the indexing worker.
+    #: Events queued for the indexing worker: activity (pushes, pulls, deletes) and index changes.
     queued: int
 
 
@@ -69,7 +68,7 @@ async def receive_events(request: Request) -> EventsAccepted:
         detail = err.errors()[0]["msg"] if isinstance(err, ValidationError) else "not JSON"
         raise InvalidInputError(f"malformed notification: {detail}", code="MALFORMED_NOTIFICATION") from None
     app = request.app
-    result = await run_in_threadpool(enqueue_events, envelope.events, app.state.write_sessions)
-    if result["queued"]:
+    queued = await run_in_threadpool(enqueue_events, envelope.events, app.state.write_sessions)
+    if queued:
         app.state.event_queue.notify()
-    return EventsAccepted(received=len(envelope.events), **result)
+    return EventsAccepted(received=len(envelope.events), queued=queued)

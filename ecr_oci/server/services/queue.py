@@ -7,18 +7,19 @@
     >>> pending_count(session_factory(engine))
     0
 
-``POST /events`` queues the manifest pushes and deletes (``notifications.enqueue_events``) and
-answers 202; :class:`EventQueue` runs one worker (a thread, or a process of its own: see
-:class:`WorkerProcess`) that takes up to :attr:`EventQueue.batch` rows
-(oldest first), waiting :attr:`EventQueue.linger` after a wake-up so that a burst becomes one
-batch, drops exact duplicates (same action, repository, tag and digest: the last one is kept),
-and hands the rest to :func:`~ecr_oci.server.services.notifications.handle_events` with a thread
-pool (the registry reads of independent events overlap) and the rows' ids, which are deleted in
-the batch's write transaction. So a crash before that commit leaves the rows queued and the next
-start drains them; an event the registry cannot answer is logged and left for reconcile (as
-before), and a row that does not parse is logged and dropped: neither holds up the others.
-:meth:`EventQueue.wait_drained` blocks until the table is empty (tests, tools): an empty table
-means indexed, since rows leave it in the transaction that applies them.
+``POST /events`` queues the events that count as activity or change the index
+(``notifications.enqueue_events``) and answers 202; :class:`EventQueue` runs one worker (a
+thread, or a process of its own: see :class:`WorkerProcess`) that takes up to
+:attr:`EventQueue.batch` rows (oldest first), waiting :attr:`EventQueue.linger` after a wake-up
+or a partial batch so that a stream of events becomes batches, and hands them to
+:func:`~ecr_oci.server.services.notifications.handle_events` (which records their activity and
+indexes each distinct change once) with a thread pool (the registry reads of independent events
+overlap) and the rows' ids, which are deleted in the batch's write transaction. So a crash
+before that commit leaves the rows queued and the next start drains them; an event the registry
+cannot answer is logged and left for reconcile (as before), and a row that does not parse is
+logged and dropped: neither holds up the others. :meth:`EventQueue.wait_drained` blocks until
+the table is empty (tests, tools): an empty table means recorded and indexed, since rows leave
+it in the transaction that applies them.
 """
 
 from __future__ import annotations
@@ -179,29 +180,18 @@ class EventQueue:
             )
         if not rows:
             return 0
-        latest: dict[tuple[str, str, str | None, str | None], NotificationEvent] = {}
+        events: list[NotificationEvent] = []
         bad: list[int] = []
         for row_id, payload in rows:
             try:
-                event = NotificationEvent.model_validate_json(payload)
+                events.append(NotificationEvent.model_validate_json(payload))
             except (ValidationError, ValueError) as err:
                 log.warning("queued event %d does not parse (%s); dropped, left for reconcile", row_id, err)
                 bad.append(row_id)
-                continue
-            target = event.target
-            key = (event.action, target.repository, target.tag, target.digest)
-            latest.pop(key, None)  # re-insert: the last duplicate keeps its place in the order
-            latest[key] = event
         ids = [row_id for row_id, _ in rows]
-        if latest:
+        if events:
             result = handle_events(
-                list(latest.values()),
-                self.sessions,
-                self.reads(),
-                cache=self.cache,
-                record=False,
-                done=ids,
-                pool=self._pool,
+                events, self.sessions, self.reads(), cache=self.cache, done=ids, pool=self._pool
             )
             if result["deferred"]:
                 log.info("batch of %d: %d left for reconcile", len(rows), result["deferred"])
@@ -236,11 +226,15 @@ class EventQueue:
                 continue
             with self._done:
                 self._done.notify_all()
-            if consumed:
-                continue  # more may be queued: no waiting while there is a backlog
-            self._wake.wait(self.poll)
+            if consumed >= self.batch:
+                continue  # a backlog: no waiting
+            if not consumed:
+                self._wake.wait(self.poll)
+            # Let the stream gather into a batch, also after a partial one: a batch has a fixed
+            # cost (~20 statements, one commit) that ten events a batch paid twice over per event
+            # while a steady stream of POSTs kept the queue short (docs/service.md)
             if not self._stopping.is_set() and self.linger > 0:
-                self._stopping.wait(self.linger)  # let a burst gather into one batch
+                self._stopping.wait(self.linger)
 
 
 def _process_main(

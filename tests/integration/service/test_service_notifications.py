@@ -188,7 +188,7 @@ def test_one_write_transaction_per_batch(env: Env) -> None:
         result = env.handle(*events, *events)  # replays in the same batch too
     finally:
         event.remove(env.engine, "begin", listener)
-    assert result == {"recorded": 5, "indexed": 10, "deferred": 0}
+    assert result == {"recorded": 5, "indexed": 5, "deferred": 0}  # each replay recorded and indexed once
     assert len(begins) == 2  # one read to plan, one write for activity and index
     assert set(env.versions()) == {f"0.1.{i}" for i in range(5)}
     with session_factory(env.engine)() as session:
@@ -261,7 +261,7 @@ def test_a_burst_of_events_is_indexed_by_the_worker(env: Env) -> None:
     with TestClient(app) as http:
         for tag, digest in pushed.items():
             body = _post(http, push_event(env, digest, tag))
-            assert body == {"received": 1, "recorded": 1, "queued": 1}
+            assert body == {"received": 1, "queued": 1}
         _post(http, *[push_event(env, d, t) for t, d in pushed.items()])  # replays, one request
         app.state.event_queue.wait_drained()
         assert env.versions() == pushed
