@@ -226,6 +226,10 @@ class LocalRegistry(FileBackedService):
             "storage": {
                 "filesystem": {"rootdirectory": str(self.storage_dir)},
                 "delete": {"enabled": True},
+                # as in the config Debian ships (/etc/docker/registry/config.yml): remembers
+                # blob descriptors, so a blob GET skips its stat and link reads (~0.1 ms of CPU
+                # of ~0.75; docs/service.md); deletes through the API clear it
+                "cache": {"blobdescriptor": "inmemory"},
             },
             "http": {
                 "addr": self.host,

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -43,7 +46,10 @@ def test_tree_sampler_sees_memory_and_cpu_of_a_grandchild() -> None:
             hwm = read_peak_rss(grandchild)
             assert hwm is not None and hwm >= HOLD
         finally:
-            proc.kill()
+            started = [p.pid for p in process_tree(proc.pid)]  # the grandchild too: not left for 30 s
+            for pid in reversed(started):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
             proc.wait()
     assert read_stat(proc.pid) is None
     assert process_tree(proc.pid) == []
