@@ -35,7 +35,7 @@ from ecr_oci.server.db.models import aware
 from ecr_oci.server.routes.deps import get_identity
 from ecr_oci.server.routes.errors import ErrorBody
 from ecr_oci.server.services import accounts
-from ecr_oci.server.services.access import Identity, identity_of
+from ecr_oci.server.services.access import Identity, identities_of, identity_of
 from ecr_oci.server.services.errors import ForbiddenError, UnauthorizedError
 
 __all__ = [
@@ -223,8 +223,8 @@ def _write(request: Request) -> Iterator[Session]:
         request.app.state.rules.invalidate()
 
 
-def _principal_out(session: Session, principal: Principal) -> PrincipalOut:
-    identity = identity_of(session, principal)
+def _principal_out(session: Session, principal: Principal, identity: Identity | None = None) -> PrincipalOut:
+    identity = identity if identity is not None else identity_of(session, principal)
     return PrincipalOut(
         name=principal.name,
         kind=principal.kind,
@@ -334,7 +334,9 @@ def list_principals(
 ) -> list[PrincipalOut]:
     with request.app.state.sessions() as session:
         accounts.check_manage(session, caller)
-        return [_principal_out(session, p) for p in accounts.list_principals(session, kind=kind)]
+        principals = accounts.list_principals(session, kind=kind)
+        identities = identities_of(session, principals)
+        return [_principal_out(session, p, identities[p.id]) for p in principals]
 
 
 @router.get("/api/v1/admin/principals/{name}", response_model=PrincipalOut, responses=_ERRORS)
@@ -442,10 +444,9 @@ def create_team(body: TeamIn, request: Request, caller: Caller) -> TeamOut:
 def list_teams(request: Request, caller: Caller) -> list[TeamOut]:
     with request.app.state.sessions() as session:
         accounts.check_manage(session, caller)
-        return [
-            TeamOut(name=t.name, members=accounts.team_members(session, t))
-            for t in accounts.list_teams(session)
-        ]
+        teams = accounts.list_teams(session)
+        members = accounts.members_of_teams(session, teams)
+        return [TeamOut(name=t.name, members=members[t.id]) for t in teams]
 
 
 @router.delete("/api/v1/admin/teams/{name}", status_code=204, responses=_ERRORS)

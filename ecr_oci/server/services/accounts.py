@@ -96,6 +96,7 @@ __all__ = [
     "list_principals",
     "list_teams",
     "list_tokens",
+    "members_of_teams",
     "namespaces_of",
     "parse_target",
     "remove_member",
@@ -476,15 +477,23 @@ def list_teams(session: Session) -> list[Team]:
 
 
 def team_members(session: Session, team: Team | str) -> list[str]:
+    """The names of a team's members, sorted."""
     row = _team(session, team)
-    return list(
-        session.scalars(
-            select(Principal.name)
-            .join(TeamMember, TeamMember.principal_id == Principal.id)
-            .where(TeamMember.team_id == row.id)
-            .order_by(Principal.name)
-        )
+    return members_of_teams(session, [row])[row.id]
+
+
+def members_of_teams(session: Session, teams: Sequence[Team]) -> dict[int, list[str]]:
+    """:func:`team_members` of many teams in one query (the team listing), by team id."""
+    members: dict[int, list[str]] = {t.id: [] for t in teams}
+    rows = (
+        select(TeamMember.team_id, Principal.name)
+        .join(Principal, Principal.id == TeamMember.principal_id)
+        .where(TeamMember.team_id.in_(list(members)))
+        .order_by(Principal.name)
     )
+    for team_id, name in session.execute(rows):
+        members[team_id].append(name)
+    return members
 
 
 # ---------------------------------------------------------------------------- namespaces

@@ -7,14 +7,14 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from ecr_oci.server.db.accounts import AccessGrant, AuditRecord, BundleVisibility, Principal, RulesVersion
 from ecr_oci.server.db.engine import make_engine, session_factory
 from ecr_oci.server.db.migrate import upgrade
 from ecr_oci.server.services import accounts
-from ecr_oci.server.services.access import identity_of, load_rules
+from ecr_oci.server.services.access import identities_of, identity_of, load_rules
 from ecr_oci.server.services.credentials import Authenticator
 from ecr_oci.server.services.errors import ConflictError, ForbiddenError, InvalidInputError, NotFoundError
 
@@ -269,3 +269,41 @@ def test_audit_records_keyset_pagination(session: Session) -> None:
     assert future.records == [] and future.next_cursor is None
     with pytest.raises(InvalidInputError):
         accounts.audit_records(session, cursor="not-a-cursor")
+
+
+def test_listings_read_teams_and_scopes_in_a_fixed_number_of_queries(session: Session) -> None:
+    """The admin listings of principals and teams: the same answers as one principal or team at
+    a time, in two queries and one, however many there are (not one round trip per row)."""
+    accounts.create_namespace(session, "waggle", owner=None)
+    accounts.create_namespace(session, "sage", owner=None)
+    robots = [
+        accounts.create_robot(session, f"bot{i}", namespaces=["waggle", "sage"][: 1 + i % 2])
+        for i in range(6)
+    ]
+    user = accounts.create_user(session, "ada", PASSWORD)
+    for team, names in (("vision", ["bot0", "bot1", "ada"]), ("audio", ["bot1"]), ("empty", [])):
+        accounts.create_team(session, team)
+        for name in names:
+            accounts.add_member(session, team, name)
+    principals = [*robots, user]
+    statements: list[str] = []
+    listener = lambda *args: statements.append(args[2])  # noqa: E731 - (conn, cursor, statement, ...)
+    engine = session.get_bind()
+    event.listen(engine, "before_cursor_execute", listener)
+    try:
+        identities = identities_of(session, principals)
+        teams = accounts.list_teams(session)
+        members = accounts.members_of_teams(session, teams)
+    finally:
+        event.remove(engine, "before_cursor_execute", listener)
+    assert len(statements) == 2 + 1 + 1  # teams and scopes; the team list; every team's members
+    assert identities == {p.id: identity_of(session, p) for p in principals}
+    assert identities[robots[1].id].teams == frozenset({"vision", "audio"})
+    assert identities[robots[1].id].scope == frozenset({"waggle", "sage"})
+    assert identities[user.id].scope is None
+    assert {t.name: members[t.id] for t in teams} == {
+        "audio": ["bot1"],
+        "empty": [],
+        "vision": ["ada", "bot0", "bot1"],
+    }
+    assert members == {t.id: accounts.team_members(session, t) for t in teams}
