@@ -596,7 +596,7 @@ def _note(cpus: str) -> str:
         "Relevance ranks a bounded candidate set (the 500 newest matches, on SQLite also the 500 "
         "newest with every word in name or keywords; docs/service.md), so a common word does not "
         "cost a full ranking; the table names the slowest kind of query. PostgreSQL is vacuumed "
-        "after the bulk insert (as autovacuum would), and plans each search for its values "
+        "after the bulk load (as autovacuum would), and plans each search for its values "
         "(`plan_cache_mode`). Indexing is timed over real HTTP (uvicorn) from the first POST, "
         "once a warm-up event is indexed, until the index holds every pushed tag and the queue "
         "is empty: `POST /events` queues the event durably (`pending_event`) and answers 202; a "

@@ -117,6 +117,27 @@ class VerificationError(Error):
         self.reason = reason
         super().__init__(message)
 
+    #: How far a check got before it failed, in the order the checks run: nothing found; found but
+    #: unreadable; readable but not by this key; by this key but of another kind, about another
+    #: image or repository, for another deployment; or all of that and expired.
+    PROGRESS = (
+        ("no-signature", "no-attestation"),
+        ("malformed",),
+        ("wrong-key",),
+        ("wrong-type",),
+        ("digest-mismatch", "identity-mismatch"),
+        ("wrong-deployment",),
+        ("expired",),
+    )
+
+    @classmethod
+    def furthest(cls, failures: Sequence[VerificationError]) -> VerificationError:
+        """The failure that got furthest (the one to report when every candidate failed: the
+        signature by the right key that names another image says more than the wrong keys).
+        The first of equals wins; ``failures`` must not be empty."""
+        rank = {reason: i for i, reasons in enumerate(cls.PROGRESS) for reason in reasons}
+        return max(failures, key=lambda err: rank.get(err.reason, 0))
+
 
 class KeyFileError(Error):
     """A key file could not be used: wrong password, corrupted or unsupported key."""

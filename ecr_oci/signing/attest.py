@@ -65,8 +65,6 @@ __all__ = [
 
 #: Layer annotation naming the predicate type of an attestation layer (a hint; the statement rules).
 PREDICATE_TYPE_ANNOTATION = "predicateType"
-# which failure to report when no attestation verifies: the one that got furthest
-_FAILURE_RANK = {"digest-mismatch": 0, "wrong-type": 1, "wrong-key": 2, "malformed": 3}
 
 
 def attestation_tag(digest: Digest) -> str:
@@ -237,7 +235,7 @@ def verify_attestations(
             f"{name} has no attestation of type {predicate_type}{found}",
             reason="no-attestation",
         )
-    furthest = min(failures, key=lambda err: _FAILURE_RANK.get(err.reason, len(_FAILURE_RANK)))
+    furthest = VerificationError.furthest(failures)
     more = f" ({len(failures)} attestations of that type failed)" if len(failures) > 1 else ""
     raise VerificationError(
         f"attestation of type {predicate_type} on {name}: {furthest}{more}", reason=furthest.reason

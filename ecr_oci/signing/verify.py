@@ -26,6 +26,7 @@ message says which check failed for which digest. It never returns a bare ``Fals
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,10 +43,8 @@ from ecr_oci.signing.simplesigning import MAX_PAYLOAD_BYTES, SimpleSigning
 
 __all__ = ["VerifiedSignature", "verify_image"]
 
+
 # When no signature passes, report the one that got furthest through the checks.
-_RANK = {"malformed": 0, "wrong-key": 1, "digest-mismatch": 2, "identity-mismatch": 3}
-
-
 @dataclass(frozen=True)
 class VerifiedSignature:
     """The signature that verified: what it covers and what it claims."""
@@ -70,17 +69,22 @@ class VerifiedSignature:
 def verify_image(
     client: RegistryClient,
     reference: Reference,
-    public_key: ec.EllipticCurvePublicKey,
+    public_key: ec.EllipticCurvePublicKey | Sequence[ec.EllipticCurvePublicKey],
     *,
     identity: str | None = None,
 ) -> VerifiedSignature:
     """Check that a valid signature by ``public_key`` covers the digest ``reference`` resolves to.
 
+    ``public_key`` may be several keys, any of which will do (the admission webhook's trusted
+    keys): the digest, the signatures and their payloads are then read once, not once per key.
     ``identity`` (``host/namespace/name``) additionally requires the signed ``docker-reference`` to
     name that repository. Raises :class:`~ecr_oci.errors.VerificationError` (see the module
     docstring for the reasons), :class:`~ecr_oci.errors.NotFound` when the tag or digest is not in
     the registry, :class:`~ecr_oci.errors.RegistryError` for registry failures.
     """
+    keys = [public_key] if isinstance(public_key, ec.EllipticCurvePublicKey) else list(public_key)
+    if not keys:
+        raise ValueError("verify_image needs at least one public key")
     digest = client.manifest_digest(reference.repository, reference.identifier)
     name = f"{reference.repository_url_part}@{digest}"
     try:
@@ -96,30 +100,31 @@ def verify_image(
     failures: list[VerificationError] = []
     for layer in layers:
         try:
-            payload = _check_layer(client, reference.repository, layer, public_key)
-            _check_claims(payload, digest=digest, identity=identity)
+            signature, payload_bytes = _read_layer(client, reference.repository, layer)
         except VerificationError as err:
             failures.append(err)
             continue
-        return VerifiedSignature(
-            reference=name,
-            digest=digest,
-            docker_reference=payload.docker_reference,
-            signature_layer=layer.descriptor.digest,
-            optional=dict(payload.optional) if payload.optional is not None else None,
-        )
-    best = max(failures, key=lambda err: _RANK.get(err.reason, 0))
+        for key in keys:
+            try:
+                payload = _check_signed(payload_bytes, signature, key)
+                _check_claims(payload, digest=digest, identity=identity)
+            except VerificationError as err:
+                failures.append(err)
+                continue
+            return VerifiedSignature(
+                reference=name,
+                digest=digest,
+                docker_reference=payload.docker_reference,
+                signature_layer=layer.descriptor.digest,
+                optional=dict(payload.optional) if payload.optional is not None else None,
+            )
+    best = VerificationError.furthest(failures)
     count = f"{len(layers)} signatures checked, none valid; " if len(layers) > 1 else ""
     raise VerificationError(f"{name}: {count}{best}", reason=best.reason)
 
 
-def _check_layer(
-    client: RegistryClient,
-    repository: str,
-    layer: store.SignatureLayer,
-    public_key: ec.EllipticCurvePublicKey,
-) -> SimpleSigning:
-    """Steps 1-3a: the signature is well formed and verifies over the payload, which parses."""
+def _read_layer(client: RegistryClient, repository: str, layer: store.SignatureLayer) -> tuple[bytes, bytes]:
+    """Step 1: the signature is well formed and its payload can be read; (signature, payload)."""
     signature = layer.signature_bytes()
     try:
         decode_dss_signature(signature)
@@ -141,6 +146,11 @@ def _check_layer(
         raise VerificationError(
             f"signature payload {layer.descriptor.digest} cannot be read ({err})", reason="malformed"
         ) from None
+    return signature, payload
+
+
+def _check_signed(payload: bytes, signature: bytes, public_key: ec.EllipticCurvePublicKey) -> SimpleSigning:
+    """Steps 2-3a: the signature verifies over the payload with the key, and the payload parses."""
     try:
         verify_bytes(public_key, payload, signature)
     except VerificationError:

@@ -11,8 +11,10 @@ from __future__ import annotations
 import json
 import stat
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -293,6 +295,29 @@ def test_a_good_signature_among_bad_ones_verifies(client, repo, ecr_keys: KeyFil
     ref = ref_of(client, repo, target.digest)
     verify_image(client, Reference.parse(ref), ecr_keys.public_key())
     assert cosign.verify(ref, ecr_keys).returncode == 0
+
+
+def test_any_of_several_keys_verifies_and_the_signatures_are_read_once(
+    client, repo, registry: LocalRegistry, ecr_keys: KeyFiles, cosign_keys: KeyFiles
+):
+    """The admission webhook's trusted keys: one call for all of them, one read of the registry."""
+    push_image(client, repo, tag="1.0")
+    ref = Reference.parse(f"{client.host}/{repo}:1.0")
+    sign_image(client, ref, ecr_keys.private_key())
+    other = cosign_keys.public_key()
+    with pytest.raises(VerificationError) as caught:
+        verify_image(client, ref, [other])
+    assert caught.value.reason == "wrong-key"
+
+    def requests_for(keys: list[Any]) -> int:
+        offset = registry.log_offset()
+        assert verify_image(client, ref, keys).signature_layer
+        time.sleep(0.3)  # the registry logs a request just after its response went out
+        return len([r for r in registry.responses(offset) if f"/{repo}/" in r.path])
+
+    assert requests_for([other, other, ecr_keys.public_key()]) == requests_for([ecr_keys.public_key()])
+    with pytest.raises(ValueError, match="at least one public key"):
+        verify_image(client, ref, [])
 
 
 # -- indexes, idempotency, the bundle -------------------------------------------------------------

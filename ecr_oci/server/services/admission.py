@@ -84,18 +84,6 @@ _UNSIGNED_MISSING = "not signed by a trusted key (no-signature), or no such imag
 #: Room for reasons in ``status.message`` (kubectl prints it whole; keep it readable).
 _MAX_MESSAGE = 4000
 _MAX_REASON = 600
-# Which failure to report when several keys fail: the one that got furthest (most telling).
-_RANK = {
-    "no-signature": 0,
-    "no-attestation": 0,
-    "wrong-key": 1,
-    "malformed": 2,
-    "wrong-type": 3,
-    "digest-mismatch": 4,
-    "identity-mismatch": 4,
-    "wrong-deployment": 5,
-    "expired": 6,
-}
 
 
 # --- the parts of AdmissionReview v1 read here (everything else is ignored) ---------------------
@@ -465,30 +453,24 @@ class AdmissionController:
         self, client: RegistryClient, ref: Reference, *, deployment: str | None, now: datetime
     ) -> _Checked:
         try:
-            failures: list[VerificationError] = []
-            for public_key in self.policy.trusted_keys:
-                try:
-                    verify_image(client, ref, public_key)
-                    break
-                except VerificationError as err:
-                    failures.append(err)
-            else:
-                best = _furthest(failures)
-                log.info("admission: %s denied: %s", ref, best)  # the detail, with digests, for operators
-                if best.reason == "no-signature":
+            try:  # any trusted key will do; the signatures are read once for all of them
+                verify_image(client, ref, self.policy.trusted_keys)
+            except VerificationError as err:
+                log.info("admission: %s denied: %s", ref, err)  # the detail, with digests, for operators
+                if err.reason == "no-signature":
                     return _Checked(ImageDecision(False, _UNSIGNED_MISSING))
-                return _Checked(ImageDecision(False, f"not signed by a trusted key ({best.reason})"))
+                return _Checked(ImageDecision(False, f"not signed by a trusted key ({err.reason})"))
             if deployment is None:
                 return _Checked(ImageDecision(True, "signed"))
             approvals: list[VerifiedApproval] = []
-            failures = []
+            failures: list[VerificationError] = []
             for public_key in self.policy.trusted_keys:
                 try:
                     approvals.append(verify_approval(client, ref, public_key, deployment=deployment, now=now))
                 except VerificationError as err:
                     failures.append(err)
             if not approvals:
-                best = _furthest(failures)
+                best = VerificationError.furthest(failures)
                 log.info("admission: %s not approved for %s: %s", ref, deployment, best)
                 return _Checked(
                     ImageDecision(False, f"no valid approval for deployment {deployment!r} ({best.reason})")
@@ -514,10 +496,6 @@ def _uid_of(data: Any) -> str | None:
     if isinstance(uid, str) and 0 < len(uid) <= 256:
         return uid
     return None
-
-
-def _furthest(failures: list[VerificationError]) -> VerificationError:
-    return max(failures, key=lambda err: _RANK.get(err.reason, 0))
 
 
 def _clip(text: str, limit: int) -> str:
