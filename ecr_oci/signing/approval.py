@@ -53,6 +53,7 @@ from ecr_oci.signing.attest import (
     claimed_predicate_types,
     verify_attestations,
 )
+from ecr_oci.signing.keys import PublicKeys
 
 __all__ = [
     "APPROVAL_TYPE",
@@ -181,12 +182,13 @@ def approve_image(
 def verify_approval(
     client: RegistryClient,
     reference: Reference,
-    public_key: ec.EllipticCurvePublicKey,
+    public_key: PublicKeys,
     *,
     deployment: str,
     now: datetime,
 ) -> VerifiedApproval:
-    """The newest valid approval of the image for ``deployment`` at ``now``; raises otherwise.
+    """The newest valid approval of the image for ``deployment`` at ``now`` by ``public_key`` (or
+    by any of several keys, read once for all); raises otherwise.
 
     Looks at the attestations of type ``approval_type(deployment)`` only; any one valid approval
     is enough (re-approving with a later expiry extends an approval). See the module docstring for
@@ -237,7 +239,7 @@ def verify_approval(
 def _raise_if_approved_elsewhere(
     client: RegistryClient,
     reference: Reference,
-    public_key: ec.EllipticCurvePublicKey,
+    public_key: PublicKeys,
     *,
     deployment: str,
 ) -> None:

@@ -50,6 +50,7 @@ from ecr_oci.signing.dsse import (
     sign_statement,
     verify_envelope,
 )
+from ecr_oci.signing.keys import PublicKeys, public_key_list
 from ecr_oci.signing.store import SIGNATURE_ANNOTATION, append_layer, read_tagged
 
 __all__ = [
@@ -187,11 +188,12 @@ def attest_image(
 def verify_attestations(
     client: RegistryClient,
     reference: Reference,
-    public_key: ec.EllipticCurvePublicKey,
+    public_key: PublicKeys,
     *,
     predicate_type: str,
 ) -> list[VerifiedAttestation]:
-    """Every attestation of ``predicate_type`` on the image that verifies with ``public_key``.
+    """Every attestation of ``predicate_type`` on the image that verifies with ``public_key`` (or
+    with any of several keys: the attestations are then read once, not once per key).
 
     Raises :class:`~ecr_oci.errors.VerificationError` when there is none: ``no-attestation`` (no
     ``.att`` tag, or none of that type), else the reason of the attestation that got furthest —
@@ -199,6 +201,7 @@ def verify_attestations(
     but the signed statement says another), ``wrong-key`` (another key, or a changed payload),
     ``malformed``. :class:`~ecr_oci.errors.NotFound` when the image itself is missing.
     """
+    keys = public_key_list(public_key)
     digest = client.manifest_digest(reference.repository, reference.identifier)
     name = f"{reference.repository_url_part}@{digest}"
     tag = attestation_tag(digest)
@@ -220,13 +223,15 @@ def verify_attestations(
         seen_types.add(unverified)
         if predicate_type not in (claimed, unverified):
             continue
-        try:
-            statement = verify_envelope(envelope, public_key)
-            _check_statement(statement, predicate_type=predicate_type, digest=digest)
-        except VerificationError as err:
-            failures.append(err)
-            continue
-        verified.append(VerifiedAttestation(name, digest, statement, layer.digest))
+        for key in keys:
+            try:
+                statement = verify_envelope(envelope, key)
+                _check_statement(statement, predicate_type=predicate_type, digest=digest)
+            except VerificationError as err:
+                failures.append(err)
+                continue
+            verified.append(VerifiedAttestation(name, digest, statement, layer.digest))
+            break
     if verified:
         return verified
     if not failures:
@@ -245,7 +250,7 @@ def verify_attestations(
 def verify_attestation(
     client: RegistryClient,
     reference: Reference,
-    public_key: ec.EllipticCurvePublicKey,
+    public_key: PublicKeys,
     *,
     predicate_type: str,
 ) -> VerifiedAttestation:

@@ -26,8 +26,9 @@ import base64
 import binascii
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeAlias
 
 import nacl.exceptions
 import nacl.secret
@@ -42,10 +43,12 @@ from ecr_oci.errors import KeyFileError, VerificationError
 __all__ = [
     "PRIVATE_KEY_PEM_TYPES",
     "KeyPair",
+    "PublicKeys",
     "encrypt_private_key",
     "generate_key_pair",
     "load_private_key",
     "load_public_key",
+    "public_key_list",
     "public_key_pem",
     "sign_bytes",
     "verify_bytes",
@@ -63,6 +66,18 @@ _WRITE_PARAMS = {"N": 32768, "r": 8, "p": 1}
 # The levels go-securesystemslib accepts (legacy, standard, OWASP). Anything else is refused, as cosign
 # does; it also stops a crafted file from asking for gigabytes of scrypt memory.
 _ACCEPTED_PARAMS = ({"N": 32768, "r": 8, "p": 1}, {"N": 65536, "r": 8, "p": 1}, {"N": 131072, "r": 8, "p": 1})
+
+
+#: One public key, or several of which any will do (the admission webhook's trusted keys).
+PublicKeys: TypeAlias = ec.EllipticCurvePublicKey | Sequence[ec.EllipticCurvePublicKey]
+
+
+def public_key_list(keys: PublicKeys) -> list[ec.EllipticCurvePublicKey]:
+    """``keys`` as a list; ``ValueError`` when it is empty (nothing could ever verify)."""
+    found = [keys] if isinstance(keys, ec.EllipticCurvePublicKey) else list(keys)
+    if not found:
+        raise ValueError("verification needs at least one public key")
+    return found
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,6 @@ message says which check failed for which digest. It never returns a bare ``Fals
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,7 +37,7 @@ from ecr_oci.errors import DigestMismatchError, InvalidReferenceError, NotFound,
 from ecr_oci.oci.registry import RegistryClient
 from ecr_oci.reference import Reference
 from ecr_oci.signing import store
-from ecr_oci.signing.keys import verify_bytes
+from ecr_oci.signing.keys import PublicKeys, public_key_list, verify_bytes
 from ecr_oci.signing.simplesigning import MAX_PAYLOAD_BYTES, SimpleSigning
 
 __all__ = ["VerifiedSignature", "verify_image"]
@@ -69,7 +68,7 @@ class VerifiedSignature:
 def verify_image(
     client: RegistryClient,
     reference: Reference,
-    public_key: ec.EllipticCurvePublicKey | Sequence[ec.EllipticCurvePublicKey],
+    public_key: PublicKeys,
     *,
     identity: str | None = None,
 ) -> VerifiedSignature:
@@ -82,9 +81,7 @@ def verify_image(
     docstring for the reasons), :class:`~ecr_oci.errors.NotFound` when the tag or digest is not in
     the registry, :class:`~ecr_oci.errors.RegistryError` for registry failures.
     """
-    keys = [public_key] if isinstance(public_key, ec.EllipticCurvePublicKey) else list(public_key)
-    if not keys:
-        raise ValueError("verify_image needs at least one public key")
+    keys = public_key_list(public_key)
     digest = client.manifest_digest(reference.repository, reference.identifier)
     name = f"{reference.repository_url_part}@{digest}"
     try:

@@ -14,6 +14,7 @@ import base64
 import json
 import re
 import subprocess
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -25,12 +26,13 @@ import yaml
 
 from ecr_oci.bundle.spec import Source
 from ecr_oci.digest import Digest
+from ecr_oci.errors import VerificationError
 from ecr_oci.mediatypes import MediaType, approval_type, spec_folder
 from ecr_oci.oci.models import Descriptor, Index, Manifest
 from ecr_oci.oci.registry import RegistryClient
 from ecr_oci.policy import render_policy
 from ecr_oci.reference import Reference
-from ecr_oci.signing.approval import APPROVAL_TYPE, approve_image
+from ecr_oci.signing.approval import APPROVAL_TYPE, approve_image, verify_approval
 from ecr_oci.signing.attest import PREDICATE_TYPE_ANNOTATION, attest_image, attestation_tag
 from ecr_oci.signing.dsse import Envelope, Statement, Subject, sign_statement
 from ecr_oci.signing.provenance import build_provenance, ci_context_from_env
@@ -686,3 +688,27 @@ def test_cli_refuses_bad_input_with_one_line(push_image, ecr, keys, tmp_path) ->
         done = ecr(command, pushed.text, "--key", key, "--insecure", *more, check=False)
         assert done.returncode == 2, (command, more, done.stderr)
         assert "Traceback" not in done.stderr and done.stderr.startswith(("Usage:", "error:")), done.stderr
+
+
+def test_an_approval_by_any_of_several_keys_is_found_reading_once(
+    push_image, ecr, keys, ecr_keys, client, registry
+) -> None:
+    """The admission webhook's trusted keys: one verify_approval for all of them, and the image's
+    attestations read once, however many keys there are."""
+    pushed = push_image("att-several-keys")
+    ecr_approve(ecr, pushed, ecr_keys, "prod")
+    now = datetime.now(UTC)
+    with pytest.raises(VerificationError) as caught:
+        verify_approval(client, pushed.ref, [keys.public_key()], deployment="prod", now=now)
+    assert caught.value.reason == "wrong-key"
+
+    def requests_for(public_keys: list[Any]) -> int:
+        offset = registry.log_offset()
+        approved = verify_approval(client, pushed.ref, public_keys, deployment="prod", now=now)
+        assert approved.approval.deployment == "prod"
+        time.sleep(0.3)  # the registry logs a request just after its response went out
+        return len([r for r in registry.responses(offset) if "/att-several-keys/" in r.path])
+
+    several = [keys.public_key(), keys.public_key(), ecr_keys.public_key()]
+    with_several = requests_for(several)
+    assert with_several > 0 and with_several == requests_for([ecr_keys.public_key()])

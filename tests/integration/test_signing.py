@@ -315,7 +315,8 @@ def test_any_of_several_keys_verifies_and_the_signatures_are_read_once(
         time.sleep(0.3)  # the registry logs a request just after its response went out
         return len([r for r in registry.responses(offset) if f"/{repo}/" in r.path])
 
-    assert requests_for([other, other, ecr_keys.public_key()]) == requests_for([ecr_keys.public_key()])
+    with_several = requests_for([other, other, ecr_keys.public_key()])
+    assert with_several > 0 and with_several == requests_for([ecr_keys.public_key()])
     with pytest.raises(ValueError, match="at least one public key"):
         verify_image(client, ref, [])
 

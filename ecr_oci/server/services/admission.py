@@ -55,7 +55,7 @@ from ecr_oci.errors import InvalidReferenceError, NotFound, RegistryError, Verif
 from ecr_oci.oci.registry import RegistryClient
 from ecr_oci.reference import Reference
 from ecr_oci.server.services.errors import InvalidInputError
-from ecr_oci.signing.approval import VerifiedApproval, verify_approval
+from ecr_oci.signing.approval import verify_approval
 from ecr_oci.signing.keys import load_public_key
 from ecr_oci.signing.verify import verify_image
 
@@ -462,18 +462,14 @@ class AdmissionController:
                 return _Checked(ImageDecision(False, f"not signed by a trusted key ({err.reason})"))
             if deployment is None:
                 return _Checked(ImageDecision(True, "signed"))
-            approvals: list[VerifiedApproval] = []
-            failures: list[VerificationError] = []
-            for public_key in self.policy.trusted_keys:
-                try:
-                    approvals.append(verify_approval(client, ref, public_key, deployment=deployment, now=now))
-                except VerificationError as err:
-                    failures.append(err)
-            if not approvals:
-                best = VerificationError.furthest(failures)
-                log.info("admission: %s not approved for %s: %s", ref, deployment, best)
+            try:  # by any trusted key, read once for all of them
+                approved = verify_approval(
+                    client, ref, self.policy.trusted_keys, deployment=deployment, now=now
+                )
+            except VerificationError as err:
+                log.info("admission: %s not approved for %s: %s", ref, deployment, err)
                 return _Checked(
-                    ImageDecision(False, f"no valid approval for deployment {deployment!r} ({best.reason})")
+                    ImageDecision(False, f"no valid approval for deployment {deployment!r} ({err.reason})")
                 )
         except NotFound:
             return _Checked(ImageDecision(False, _UNSIGNED_MISSING), cacheable=False)
@@ -483,10 +479,10 @@ class AdmissionController:
                 ImageDecision(False, "the registry failed while verifying the image; try again"),
                 cacheable=False,
             )
-        expiries = [a.approval.expires for a in approvals]
-        # the approval that lasts longest decides until when the verdict holds (None: no expiry)
-        lasting = None if any(e is None for e in expiries) else max(e for e in expiries if e is not None)
-        return _Checked(ImageDecision(True, f"signed and approved for {deployment}"), lasting)
+        # the newest approval's expiry bounds how long the verdict is cached (None: no expiry)
+        return _Checked(
+            ImageDecision(True, f"signed and approved for {deployment}"), approved.approval.expires
+        )
 
 
 def _uid_of(data: Any) -> str | None:
