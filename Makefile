@@ -123,14 +123,16 @@ run: install ## Start a registry with token auth + the ECR service, push example
 	$(ECR) dev registry start --port $(PORT) --notify-service --token-auth --state-dir $(STATE_DIR)
 	$(ECR) dev access --registry $(REGISTRY) --state-dir $(STATE_DIR)
 	REGISTRY_AUTH_FILE=$(DEMO_AUTH) $(ECR) dev base-image --registry $(REGISTRY) --state-dir $(STATE_DIR)
-	$(ECR) push $(DEMO_DIR) --registry $(REGISTRY) --insecure --authfile $(DEMO_AUTH)
+	@# --force: a $(STATE_DIR)/ kept from an older ecr-oci may hold the demo version built otherwise
+	@# (other manifest digests); the demo tags follow what this ecr-oci builds
+	$(ECR) push $(DEMO_DIR) --registry $(REGISTRY) --insecure --authfile $(DEMO_AUTH) --force
 	@echo
 	@echo "--- podman pull + run $(DEMO_IMAGE) (no credentials: waggle is public) ---"
 	$(ECR) dev podman --state-dir $(STATE_DIR) -- pull --quiet $(DEMO_IMAGE)
 	$(ECR) dev podman --state-dir $(STATE_DIR) -- run --rm $(DEMO_IMAGE)
 	@echo
 	@echo "--- profile the demos (once each) and attach the profiles as referrers ---"
-	$(ECR) push $(PROFILE_DIR) --registry $(REGISTRY) --insecure --authfile $(DEMO_AUTH)
+	$(ECR) push $(PROFILE_DIR) --registry $(REGISTRY) --insecure --authfile $(DEMO_AUTH) --force
 	@if $(ECR) profile list $(DEMO_IMAGE) --insecure --json | grep -q '"digest"'; then \
 		echo "$(DEMO_IMAGE): already profiled"; \
 	else \
