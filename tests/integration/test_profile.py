@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import threading
 import uuid
 from pathlib import Path
 from typing import Any
@@ -32,6 +31,7 @@ from ecr_oci.oci.registry import RegistryClient
 from ecr_oci.profile import Profile, RunRequest, attach_profile, list_profiles, profile_directory
 from ecr_oci.profile.metrics import percentile
 from ecr_oci.reference import Reference
+from tests.fixtures.tools import in_threads
 from tests.integration.conftest import Runner, make_runner, push_json
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -207,21 +207,11 @@ def _profile(number: int) -> Profile:
 def test_fifty_concurrent_attaches_are_all_listed(
     registry: LocalRegistry, burner_reference: Reference
 ) -> None:
-    errors: list[BaseException] = []
-
     def attach(number: int) -> None:
-        try:
-            with RegistryClient(registry.host, insecure=True) as own:
-                attach_profile(own, burner_reference, _profile(number))
-        except BaseException as err:  # reported below
-            errors.append(err)
+        with RegistryClient(registry.host, insecure=True) as own:
+            attach_profile(own, burner_reference, _profile(number))
 
-    threads = [threading.Thread(target=attach, args=(n,)) for n in range(50)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert errors == []
+    assert in_threads(attach, 50) == []
     with RegistryClient(registry.host, insecure=True) as client:
         listed = list_profiles(client, burner_reference)
         devices = sorted(entry.annotations[ProfileAnnotation.DEVICE] for entry in listed)
