@@ -135,8 +135,11 @@ class VerificationError(Error):
         """The failure that got furthest (the one to report when every candidate failed: the
         signature by the right key that names another image says more than the wrong keys).
         The first of equals wins; ``failures`` must not be empty."""
-        rank = {reason: i for i, reasons in enumerate(cls.PROGRESS) for reason in reasons}
-        return max(failures, key=lambda err: rank.get(err.reason, 0))
+        return max(failures, key=lambda err: _PROGRESS_RANK.get(err.reason, 0))
+
+
+#: ``VerificationError.PROGRESS`` as reason → rank (built once: ``furthest`` runs per review).
+_PROGRESS_RANK = {reason: i for i, reasons in enumerate(VerificationError.PROGRESS) for reason in reasons}
 
 
 class KeyFileError(Error):

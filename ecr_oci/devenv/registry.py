@@ -343,9 +343,25 @@ class LocalRegistry(FileBackedService):
         except FileNotFoundError:
             return 0
 
-    def responses(self, since_offset: int = 0) -> list[LoggedResponse]:
-        """Every completed response logged after byte ``since_offset`` of the log."""
+    def responses(self, since_offset: int = 0, *, settle: float = 0.0) -> list[LoggedResponse]:
+        """Every completed response logged after byte ``since_offset`` of the log; with ``settle``,
+        once the log has not grown for that many seconds (see :meth:`bytes_served`)."""
+        self._wait_settled(settle)
         return list(self._iter_responses(since_offset))
+
+    def _wait_settled(self, settle: float) -> None:
+        """Until the log has not grown for ``settle`` seconds (at most 5 s): the registry writes a
+        request's line just after the client got the last byte."""
+        if settle <= 0:
+            return
+        deadline = time.monotonic() + 5.0
+        size = self.log_offset()
+        while time.monotonic() < deadline:
+            time.sleep(settle)
+            now = self.log_offset()
+            if now == size:
+                return
+            size = now
 
     def _iter_responses(self, since_offset: int) -> Iterator[LoggedResponse]:
         try:
@@ -366,15 +382,4 @@ class LocalRegistry(FileBackedService):
         The registry writes a request's line just after the client got the last byte, so this waits
         until the log has not grown for ``settle`` seconds (at most 5 s) before reading it.
         """
-        if settle > 0:
-            deadline = time.monotonic() + 5.0
-            size = self.log_offset()
-            while time.monotonic() < deadline:
-                time.sleep(settle)
-                now = self.log_offset()
-                if now == size:
-                    break
-                size = now
-        return sum(
-            response.written for response in self._iter_responses(since_offset) if response.method != "HEAD"
-        )
+        return sum(r.written for r in self.responses(since_offset, settle=settle) if r.method != "HEAD")

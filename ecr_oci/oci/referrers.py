@@ -34,6 +34,7 @@ _REFERRER_TAG_HEX = 32
 
 #: The tag schema: ``sha256-<hex>`` (a fallback index), ``.sig``/``.att`` (cosign), ``.<32 hex>`` (a
 #: referrer's own tag, :func:`referrer_tag`).
+_REFERRER_SUFFIX = re.compile(rf"[0-9a-f]{{{_REFERRER_TAG_HEX}}}")
 _SUBJECT_TAG = re.compile(rf"^(sha256)-([0-9a-f]{{64}})(?:\.(sig|att|[0-9a-f]{{{_REFERRER_TAG_HEX}}}))?$")
 
 
@@ -152,11 +153,12 @@ def _lost_referrers(
     tag list when the caller has it)."""
     found: list[Descriptor] = []
     known = {d.digest.hex[:_REFERRER_TAG_HEX] for d in indexed}
+    # by prefix, not subject_of_tag: a sha512 subject's tag holds only 64 of its hex digits
+    prefix = fallback_tag(subject) + "."
     for tag in client.list_tags(repository) if tags is None else tags:
-        parsed = subject_of_tag(tag)
-        if parsed is None or parsed[0] != subject or len(parsed[1]) != _REFERRER_TAG_HEX:
+        suffix = tag.removeprefix(prefix)
+        if suffix == tag or not _REFERRER_SUFFIX.fullmatch(suffix):
             continue  # not a referrer tag of ``subject`` (cosign's ``.sig``/``.att`` are not)
-        suffix = parsed[1]
         if suffix in known:
             continue  # already listed
         try:

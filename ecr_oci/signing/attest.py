@@ -223,15 +223,18 @@ def verify_attestations(
         seen_types.add(unverified)
         if predicate_type not in (claimed, unverified):
             continue
+        by_key: list[VerificationError] = []
         for key in keys:
             try:
                 statement = verify_envelope(envelope, key)
                 _check_statement(statement, predicate_type=predicate_type, digest=digest)
             except VerificationError as err:
-                failures.append(err)
+                by_key.append(err)
                 continue
             verified.append(VerifiedAttestation(name, digest, statement, layer.digest))
             break
+        else:  # one failure per attestation, however many keys were tried
+            failures.append(VerificationError.furthest(by_key))
     if verified:
         return verified
     if not failures:

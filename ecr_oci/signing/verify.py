@@ -43,7 +43,6 @@ from ecr_oci.signing.simplesigning import MAX_PAYLOAD_BYTES, SimpleSigning
 __all__ = ["VerifiedSignature", "verify_image"]
 
 
-# When no signature passes, report the one that got furthest through the checks.
 @dataclass(frozen=True)
 class VerifiedSignature:
     """The signature that verified: what it covers and what it claims."""

@@ -14,7 +14,6 @@ import base64
 import json
 import re
 import subprocess
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -706,8 +705,7 @@ def test_an_approval_by_any_of_several_keys_is_found_reading_once(
         offset = registry.log_offset()
         approved = verify_approval(client, pushed.ref, public_keys, deployment="prod", now=now)
         assert approved.approval.deployment == "prod"
-        time.sleep(0.3)  # the registry logs a request just after its response went out
-        return len([r for r in registry.responses(offset) if "/att-several-keys/" in r.path])
+        return len([r for r in registry.responses(offset, settle=0.2) if "/att-several-keys/" in r.path])
 
     several = [keys.public_key(), keys.public_key(), ecr_keys.public_key()]
     with_several = requests_for(several)

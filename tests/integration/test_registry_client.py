@@ -29,6 +29,7 @@ from ecr_oci.oci.referrers import (
     repair_fallback_index,
 )
 from ecr_oci.oci.registry import RegistryClient
+from tests.fixtures.tools import in_threads
 
 pytestmark = pytest.mark.integration
 
@@ -447,21 +448,13 @@ def test_concurrent_attaches_to_one_subject_are_all_listed(registry: LocalRegist
         subject = push_image(setup, repo, "1.0")
         referrers = [referrer(setup, repo, subject, SBOM, f"writer-{i}") for i in range(writers)]
     start = threading.Barrier(writers)
-    errors: list[BaseException] = []
 
-    def attach_one(manifest: Manifest) -> None:
+    def attach_one(number: int) -> None:
         with RegistryClient(registry.host, insecure=True) as own:
             start.wait()
-            try:
-                attach(own, repo, manifest)
-            except BaseException as err:  # reported below, with the listing
-                errors.append(err)
+            attach(own, repo, referrers[number])
 
-    threads = [threading.Thread(target=attach_one, args=(m,)) for m in referrers]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
+    errors = in_threads(attach_one, writers)  # reported below, with the listing
 
     with RegistryClient(registry.host, insecure=True) as reader:
         listed = {d.digest for d in list_referrers(reader, repo, subject.digest)}

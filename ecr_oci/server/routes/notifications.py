@@ -9,8 +9,8 @@ The registry sends the shared secret through ``notifications.endpoints[].headers
 time). A body that is not the events envelope is a 400. The answer is a 202 as soon as the
 events that count as activity or change the index are queued (``pending_event``, one insert, no
 registry read); the indexing worker (``services.queue``) records and indexes them in batches
-(docs/service.md, "Events → index"). When the registry cannot be read there, the event is logged
-and left for the next reconcile. Only a database that cannot be written makes this a 5xx (the
+(docs/service.md, "Events → index"); while the registry or the database cannot be reached there,
+they stay queued. Only a database that cannot be written makes this a 5xx (the
 registry then redelivers, which is what we want).
 """
 

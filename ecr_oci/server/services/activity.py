@@ -127,11 +127,12 @@ def record_events(session: Session, events: list[NotificationEvent]) -> set[str]
     """Keep the events that count as activity; returns the ids of those that were new (a
     redelivered or duplicate event is skipped).
 
-    Why Core and ``ON CONFLICT DO NOTHING`` (no ORM objects, no savepoint per event): this runs in
-    every ``POST /events``, and the ORM's unit of work plus a savepoint per event cost ~0.5 ms of
-    CPU per event (docs/service.md, "Events → index"). The unique ``event_id`` still decides: a
-    redelivery, or a concurrent delivery of the same event, inserts nothing, and only the events
-    that were inserted (``RETURNING``) get their audit record.
+    Why Core and ``ON CONFLICT DO NOTHING`` (no ORM objects, no savepoint per event): this runs
+    for every batch of the indexing worker (``notifications._write``), and the ORM's unit of work
+    plus a savepoint per event cost ~0.5 ms of CPU per event (docs/service.md, "Events → index").
+    The unique ``event_id`` still decides: a redelivery, or a concurrent delivery of the same
+    event, inserts nothing, and only the events that were inserted (``RETURNING``) get their audit
+    record.
     """
     kept: dict[str, NotificationEvent] = {}
     for event in events:

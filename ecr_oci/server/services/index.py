@@ -17,7 +17,7 @@ its size); :meth:`Indexer.store` is a batch of one, so there is one way to write
 
 Every write is an upsert keyed by (repository, digest) or (repository, tag): the same event twice,
 or events out of order, converge to the same rows. A push event re-reads the tag's current target
-(HEAD) instead of trusting the event, so a late event for a tag that moved since indexes the
+(a GET by tag) instead of trusting the event, so a late event for a tag that moved since indexes the
 present, not the past.
 """
 

@@ -9,9 +9,10 @@ in the batch's transaction. Tests call it inline.
     {'recorded': 0, 'indexed': 0, 'deferred': 0}
 
 Manifest pushes index the pushed reference; manifest deletes forget the digest. Blob events only
-go to activity (they are not, and pulls never touch the index). Any failure of one event is
-logged and counted as ``deferred``: reconcile converges it later, so nothing here raises to the
-HTTP layer.
+go to activity (they are not, and pulls never touch the index). A failure of one event's own
+content is logged and counted as ``deferred``: reconcile converges it later. A registry or
+database that cannot be reached raises when the batch came from the queue (``done``: the rows stay
+queued and the worker retries), and is counted as ``deferred`` otherwise.
 
 Three phases per batch, so that no database transaction waits on the network:
 
@@ -43,7 +44,7 @@ from dataclasses import dataclass
 from typing import cast
 
 from sqlalchemy import Table, delete, insert, select
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from ecr_oci.digest import Digest
@@ -264,8 +265,12 @@ def _groups(work: list[NotificationEvent]) -> list[list[tuple[int, NotificationE
 def _transient(err: BaseException) -> bool:
     """A failure that retrying the batch may cure: the database (a lock timeout, a deadlock, a
     lost connection) or a registry that cannot be reached. Queued events that meet one stay
-    queued; only a failure of the event's own content sends it to reconcile."""
-    return isinstance(err, DBAPIError) or (isinstance(err, RegistryError) and err.status is None)
+    queued; only a failure of the event's own content sends it to reconcile. Of the database's
+    errors only the operational ones count: a value the schema refuses (``DataError``,
+    ``IntegrityError``) is the event's content and would fail the same way on every retry."""
+    return isinstance(err, (OperationalError, InterfaceError)) or (
+        isinstance(err, RegistryError) and err.status is None
+    )
 
 
 def _plan_group(
@@ -371,7 +376,9 @@ def _write(
         try:
             with session.begin_nested():
                 recorded = len(record_events(session, events))
-        except Exception:
+        except Exception as err:
+            if done and _transient(err):
+                raise  # queued events keep their activity: the batch is retried
             log.exception("could not record %d events (activity only; the index is unaffected)", len(events))
         for run in [[step] for step in steps] if isolate else _runs(steps):
             if not isolate:

@@ -40,7 +40,7 @@ from sqlalchemy.orm import InstrumentedAttribute, Session, aliased
 from ecr_oci.digest import Digest
 from ecr_oci.errors import InvalidReferenceError
 from ecr_oci.mediatypes import MediaType
-from ecr_oci.profile.model import MAX_PROFILE_BYTES, Profile, ProfileError, parse_profile
+from ecr_oci.profile.model import MAX_PROFILE_BYTES, ProfileError, label_of_device, parse_profile
 from ecr_oci.server.db.models import (
     ManifestRow,
     Platform,
@@ -294,7 +294,7 @@ def sync_profile(session: Session, row: ManifestRow) -> set[str]:
                 repository_id=row.repository_id,
                 subject_digest=row.subject_digest,
                 manifest_digest=row.digest,
-                device=str(Profile.model_validate(profile).device_label or UNKNOWN_DEVICE)[:255],
+                device=(label_of_device(device) or UNKNOWN_DEVICE)[:255],
                 arch=str(device["arch"])[:64] if device.get("arch") else None,
                 created=str(profile["created"])[:40] if profile.get("created") else None,
                 **_coerce_figures(profile.get("measures") or {}),

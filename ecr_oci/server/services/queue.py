@@ -15,9 +15,11 @@ or a partial batch so that a stream of events becomes batches, and hands them to
 :func:`~ecr_oci.server.services.notifications.handle_events` (which records their activity and
 indexes each distinct change once) with a thread pool (the registry reads of independent events
 overlap) and the rows' ids, which are deleted in the batch's write transaction. So a crash
-before that commit leaves the rows queued and the next start drains them; an event the registry
-cannot answer is logged and left for reconcile (as before), and a row that does not parse is
-logged and dropped: neither holds up the others. :meth:`EventQueue.wait_drained` blocks until
+before that commit leaves the rows queued and the next start drains them; so does a registry or
+database that cannot be reached (the batch is retried). An event whose own content fails (the
+registry answers that its manifest is gone, a bad digest, a value the schema refuses) is logged and
+left for reconcile, and a row that does not parse is logged and dropped: neither holds up the
+others. :meth:`EventQueue.wait_drained` blocks until
 the table is empty (tests, tools): an empty table means recorded and indexed, since rows leave
 it in the transaction that applies them.
 """

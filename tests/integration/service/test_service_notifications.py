@@ -5,7 +5,6 @@ and that skipping work never changes what the index ends up saying."""
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from ecr_oci.server.db.models import Event, ManifestRow, Repository, Tag, Versio
 from ecr_oci.server.services.activity import NotificationEnvelope
 from ecr_oci.server.services.index import BlobCache
 from ecr_oci.server.services.notifications import TAG_SETTLE_S, handle_events
+from tests.fixtures.tools import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -45,8 +45,7 @@ class Env:
 
     def requests(self, since: int) -> list[LoggedResponse]:
         """The registry's requests for this test's repository after log offset ``since``."""
-        time.sleep(0.3)  # the registry logs a request just after its response went out
-        return [r for r in self.registry.responses(since) if f"/{self.repository}/" in r.path]
+        return [r for r in self.registry.responses(since, settle=0.2) if f"/{self.repository}/" in r.path]
 
     def tags(self) -> dict[str, str]:
         with session_factory(self.engine)() as session:
@@ -354,10 +353,16 @@ def test_queued_events_stay_queued_while_the_registry_cannot_be_reached(env: Env
     dead = RegistryClient(f"127.0.0.1:{free_port()}", insecure=True, retries=0, timeout=2.0)
     live = RegistryClient(env.registry.host, insecure=True)
     current = [dead]
-    queue = EventQueue(sessions, lambda: current[0], workers=2)
+    batches: list[RegistryClient] = []
+
+    def reads() -> RegistryClient:  # one call per batch the worker tries
+        batches.append(current[0])
+        return current[0]
+
+    queue = EventQueue(sessions, reads, workers=2)
     queue.start()
     try:
-        time.sleep(2.5)  # a few batches tried against the dead address
+        wait_until(lambda: batches.count(dead) >= 2, what="two batches tried against the dead address")
         assert pending_count(sessions) == 3 and env.versions() == {}
         current[0] = live
         queue.wait_drained()
@@ -366,3 +371,51 @@ def test_queued_events_stay_queued_while_the_registry_cannot_be_reached(env: Env
         dead.close()
         live.close()
     assert env.versions() == pushed
+
+
+def test_activity_the_database_cannot_take_now_keeps_the_batch_queued(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The worker records the activity of queued events: a database that fails for now (locked,
+    connection lost) must not drop it; the batch stays queued and its retry records it."""
+    from sqlalchemy.exc import OperationalError
+
+    from ecr_oci.server.db.models import PendingEvent
+    from ecr_oci.server.services import notifications
+    from ecr_oci.server.services.queue import EventQueue, pending_count
+
+    digest = push_image(env, "0.1.0", 1)
+    payload = push_event(env, digest, "0.1.0")
+    sessions = session_factory(env.engine, write=True)
+    with sessions.begin() as session:
+        session.add(PendingEvent(event_id=payload["id"], payload=json.dumps(payload)))
+
+    def locked(*_: object) -> set[str]:
+        raise OperationalError("INSERT INTO event", {}, Exception("database is locked"))
+
+    queue = EventQueue(sessions, lambda: env.client)
+    with monkeypatch.context() as patched:
+        patched.setattr(notifications, "record_events", locked)
+        with pytest.raises(OperationalError):
+            queue.drain_once()
+    assert pending_count(sessions) == 1 and env.versions() == {}
+    assert queue.drain_once() == 1
+    assert pending_count(sessions) == 0 and env.versions() == {"0.1.0": digest}
+    with session_factory(env.engine)() as session:
+        assert session.scalars(select(Event.event_id)).all() == [payload["id"]]
+
+
+def test_a_value_the_schema_refuses_is_the_events_own_failure() -> None:
+    """Retrying cures a lock or a lost connection, never a value the schema refuses: such an
+    event goes to reconcile instead of holding the queue (notifications._transient)."""
+    from sqlalchemy.exc import DataError, IntegrityError, OperationalError
+
+    from ecr_oci.errors import RegistryError
+    from ecr_oci.server.services.notifications import _transient
+
+    cause = Exception("cause")
+    assert _transient(OperationalError("UPDATE", {}, cause))
+    assert _transient(RegistryError("cannot reach the registry", url="http://127.0.0.1:1/v2/"))
+    assert not _transient(DataError("INSERT", {}, cause))
+    assert not _transient(IntegrityError("INSERT", {}, cause))
+    assert not _transient(RegistryError("manifest unknown", url="http://127.0.0.1:1/v2/", status=404))
